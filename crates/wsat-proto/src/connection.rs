@@ -1,0 +1,899 @@
+//! The connection state machine: frame sequencing, UTF-8, automatic pong, keepalive
+//! timers and the closing handshake. Time is an argument; output is pulled.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::close::{self, CloseFrame};
+use crate::decode::{ChunkPolicy, DecoderConfig, FrameDecoder, Item};
+use crate::encode::{encode_frame, fragments};
+use crate::{FrameHeader, OpCode, ProtocolError, SendError, Utf8Validator};
+
+/// Which end of the connection we are: clients mask what they send, servers must not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The connecting side.
+    Client,
+    /// The accepting side.
+    Server,
+}
+
+/// Behaviour of a [`Connection`]. [`ConnectionConfig::rfc`] is RFC 6455 to the letter;
+/// [`ConnectionConfig::esp_firmware`] is what the ESP-AT firmware's client does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// Our side.
+    pub role: Role,
+    /// RFC 6455 validation: frame headers, fragment sequences, UTF-8 of text and close
+    /// reasons, close codes. Violations fail the connection with a close frame carrying
+    /// 1002/1007/1009. Without it, only what the firmware itself rejects is rejected, and
+    /// failures drop the connection without a close frame.
+    pub strict: bool,
+    /// The largest payload chunk delivered in [`Event::Data`] (the ESP `buffer_size`).
+    pub max_chunk: usize,
+    /// When payload chunks are delivered.
+    pub chunk_policy: ChunkPolicy,
+    /// Frames longer than this fail the connection with 1009.
+    pub max_frame_len: Option<u64>,
+    /// Send an empty ping this often; `None` disables keepalive pings.
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection when a ping stays unanswered this long; `None` disables.
+    pub pong_timeout: Option<Duration>,
+    /// Restart the ping interval on every received frame (ESP client ≤ 1.5, the firmware's
+    /// version) instead of pinging on a fixed schedule (ESP client ≥ 1.6).
+    pub ping_resets_on_receive: bool,
+    /// How long to wait for the peer's close frame after sending ours.
+    pub close_timeout: Duration,
+    /// Echo the peer's close code when answering its close (RFC practice); the ESP client
+    /// answers with an empty close frame.
+    pub echo_close_code: bool,
+}
+
+impl ConnectionConfig {
+    /// A strict RFC 6455 configuration for `role`: deterministic 64 KiB chunks, no
+    /// keepalive, a 5 s close timeout.
+    pub fn rfc(role: Role) -> Self {
+        ConnectionConfig {
+            role,
+            strict: true,
+            max_chunk: 64 * 1024,
+            chunk_policy: ChunkPolicy::Full,
+            max_frame_len: None,
+            ping_interval: None,
+            pong_timeout: None,
+            ping_resets_on_receive: false,
+            close_timeout: Duration::from_secs(5),
+            echo_close_code: true,
+        }
+    }
+
+    /// The ESP-AT firmware's client: lenient receive, `buffer_size` chunks, ping after
+    /// `ping_interval` without traffic, and the pong timeout of `AT+WSCFG`.
+    pub fn esp_firmware(buffer_size: usize, ping_interval: Duration, pong_timeout: Duration) -> Self {
+        ConnectionConfig {
+            role: Role::Client,
+            strict: false,
+            max_chunk: buffer_size,
+            chunk_policy: ChunkPolicy::Full,
+            max_frame_len: None,
+            ping_interval: Some(ping_interval),
+            pong_timeout: Some(pong_timeout),
+            ping_resets_on_receive: true,
+            close_timeout: Duration::from_secs(1),
+            echo_close_code: false,
+        }
+    }
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Frames flow both ways.
+    Open,
+    /// We sent a close frame (asked for, or to fail the connection) and await the peer's.
+    CloseSent,
+    /// Both close frames were exchanged: the transport should be closed.
+    Closed,
+    /// The connection failed without a closing handshake (pong timeout, close timeout,
+    /// lenient protocol error): drop the transport.
+    Failed,
+}
+
+/// One chunk of a received frame: the ESP client's DATA event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChunk {
+    /// The frame's opcode as on the wire (continuation frames say so).
+    pub opcode: OpCode,
+    /// The opcode of the message this frame belongs to (the first fragment's), or `None`
+    /// for a continuation nobody started (lenient mode only).
+    pub message_opcode: Option<OpCode>,
+    /// The frame's FIN bit: the same on every chunk of the frame.
+    pub fin: bool,
+    /// The whole frame's payload length.
+    pub payload_len: u64,
+    /// Where this chunk starts within the frame's payload.
+    pub offset: u64,
+    /// The chunk, unmasked. Empty for an empty frame.
+    pub data: Bytes,
+}
+
+impl DataChunk {
+    /// Whether this is the frame's last chunk.
+    pub fn ends_frame(&self) -> bool {
+        self.offset + self.data.len() as u64 == self.payload_len
+    }
+
+    /// Whether this chunk ends a message (the last chunk of a FIN data frame).
+    pub fn ends_message(&self) -> bool {
+        self.fin && self.ends_frame() && self.opcode.is_data()
+    }
+}
+
+/// What the connection reports; pull with [`Connection::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A chunk of a received frame, control frames included.
+    Data(DataChunk),
+    /// The peer sent a close frame (after its [`Event::Data`]).
+    CloseReceived(Option<CloseFrame>),
+    /// The closing handshake is complete; close the transport.
+    Closed,
+    /// The peer broke the protocol. In strict mode a close frame with
+    /// [`ProtocolError::close_code`] is queued; otherwise the connection is failed.
+    ProtocolError(ProtocolError),
+    /// A ping went unanswered for the pong timeout: the connection failed.
+    PongTimeout,
+    /// The peer did not answer our close frame in time: the connection failed.
+    CloseTimeout,
+}
+
+#[derive(Debug)]
+struct FrameInProgress {
+    header: FrameHeader,
+    message_opcode: Option<OpCode>,
+    offset: u64,
+    /// Whole payload of a control frame (delivered as one chunk).
+    control_payload: Option<Bytes>,
+}
+
+/// A WebSocket connection after the opening handshake, without I/O.
+///
+/// Feed received bytes with [`Connection::read_buf`] + [`Connection::process`] (or
+/// [`Connection::handle_bytes`]), send with the `send_*` and [`Connection::close`] methods,
+/// take bytes to write with [`Connection::poll_transmit`], events with
+/// [`Connection::poll_event`], and drive timers with [`Connection::handle_timeout`] at
+/// [`Connection::poll_timeout`].
+#[derive(Debug)]
+pub struct Connection {
+    config: ConnectionConfig,
+    decoder: FrameDecoder,
+    rx: BytesMut,
+    tx: BytesMut,
+    events: VecDeque<Event>,
+    state: ConnectionState,
+    frame: Option<FrameInProgress>,
+    /// Opcode of the fragmented message in progress.
+    message: Option<OpCode>,
+    utf8: Utf8Validator,
+    /// Set after a protocol error: further data is dropped until the close arrives.
+    failing: bool,
+    /// Set after a framing error: the byte stream cannot be parsed any further.
+    rx_broken: bool,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    close_deadline: Option<Instant>,
+}
+
+impl Connection {
+    /// A connection whose handshake completed at `now`.
+    pub fn new(config: ConnectionConfig, now: Instant) -> Self {
+        let decoder = FrameDecoder::new(DecoderConfig {
+            role: config.role,
+            strict: config.strict,
+            max_chunk: config.max_chunk,
+            chunk_policy: config.chunk_policy,
+            max_frame_len: config.max_frame_len,
+        });
+        let next_ping = config.ping_interval.map(|i| now + i);
+        Connection {
+            config,
+            decoder,
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            events: VecDeque::new(),
+            state: ConnectionState::Open,
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            failing: false,
+            rx_broken: false,
+            next_ping,
+            pong_deadline: None,
+            close_deadline: None,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// The receive buffer, to read into directly (bytes left over from the handshake
+    /// belong here too). Call [`Connection::process`] afterwards.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.rx
+    }
+
+    /// Appends received bytes and processes them.
+    pub fn handle_bytes(&mut self, data: &[u8], now: Instant) {
+        self.rx.extend_from_slice(data);
+        self.process(now);
+    }
+
+    /// Decodes everything decodable in the receive buffer into events and replies.
+    pub fn process(&mut self, now: Instant) {
+        while !self.rx_broken && matches!(self.state, ConnectionState::Open | ConnectionState::CloseSent) {
+            match self.decoder.decode(&mut self.rx) {
+                Ok(Some(item)) => {
+                    if let Err(err) = self.on_item(item, now) {
+                        self.fail(err, now);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    // Framing is lost: nothing after this can be parsed, not even a close.
+                    self.rx_broken = true;
+                    self.rx.clear();
+                    self.fail(err, now);
+                }
+            }
+        }
+        if self.rx_broken {
+            self.rx.clear();
+        }
+    }
+
+    /// Fails the connection for `err`: strict mode queues a close frame with its code and
+    /// waits for the peer's close; lenient mode fails at once.
+    pub fn fail(&mut self, err: ProtocolError, now: Instant) {
+        if self.failing || matches!(self.state, ConnectionState::Closed | ConnectionState::Failed) {
+            return;
+        }
+        self.events.push_back(Event::ProtocolError(err.clone()));
+        self.failing = true;
+        if !self.config.strict {
+            self.state = ConnectionState::Failed;
+            return;
+        }
+        if self.state == ConnectionState::Open {
+            self.queue_close(Some(err.close_code()), &err.to_string(), now);
+        }
+    }
+
+    /// Sends one frame exactly as given: any opcode, any FIN, any length, nothing checked.
+    /// A close frame sent this way does not start the closing handshake (as with the
+    /// firmware's `AT+WSSEND` opcode 8).
+    pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), SendError> {
+        if self.state != ConnectionState::Open {
+            return Err(SendError::NotOpen);
+        }
+        self.write_frame(opcode, fin, payload);
+        Ok(())
+    }
+
+    /// Sends `payload` split into frames of at most `frame_size` bytes, the ESP client's
+    /// way: `opcode` on the first frame, continuations after, FIN on the last if `fin`.
+    pub fn send_fragmented(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        fin: bool,
+        frame_size: usize,
+    ) -> Result<(), SendError> {
+        if self.state != ConnectionState::Open {
+            return Err(SendError::NotOpen);
+        }
+        for f in fragments(opcode, payload, fin, frame_size) {
+            self.write_frame(f.opcode, f.fin, f.payload);
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `code` (none sends an empty close frame) and
+    /// `reason` (cut to fit 125 bytes). Does nothing unless the connection is open.
+    pub fn close(&mut self, code: Option<u16>, reason: &str, now: Instant) {
+        if self.state == ConnectionState::Open {
+            self.queue_close(code, reason, now);
+        }
+    }
+
+    /// The next chunk of bytes to write to the transport.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.tx.is_empty() {
+            None
+        } else {
+            Some(self.tx.split().freeze())
+        }
+    }
+
+    /// Whether bytes are waiting in [`Connection::poll_transmit`].
+    pub fn has_transmit(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Connection::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            ConnectionState::Open => [self.next_ping, self.pong_deadline].into_iter().flatten().min(),
+            ConnectionState::CloseSent => self.close_deadline,
+            ConnectionState::Closed | ConnectionState::Failed => None,
+        }
+    }
+
+    /// Runs the timers due at `now`: keepalive pings, the pong timeout, the close timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            ConnectionState::Open => {
+                if self.pong_deadline.is_some_and(|d| now >= d) {
+                    self.state = ConnectionState::Failed;
+                    self.events.push_back(Event::PongTimeout);
+                    return;
+                }
+                if let (Some(at), Some(interval)) = (self.next_ping, self.config.ping_interval) {
+                    if now >= at {
+                        self.write_frame(OpCode::PING, true, &[]);
+                        self.next_ping = Some(now + interval);
+                        if self.pong_deadline.is_none() {
+                            self.pong_deadline = self.config.pong_timeout.map(|t| now + t);
+                        }
+                    }
+                }
+            }
+            ConnectionState::CloseSent => {
+                if self.close_deadline.is_some_and(|d| now >= d) {
+                    self.state = ConnectionState::Failed;
+                    self.events.push_back(Event::CloseTimeout);
+                }
+            }
+            ConnectionState::Closed | ConnectionState::Failed => {}
+        }
+    }
+
+    fn on_item(&mut self, item: Item, now: Instant) -> Result<(), ProtocolError> {
+        match item {
+            Item::Start(header) => self.on_frame_start(header, now),
+            Item::Payload(data) => self.on_payload(data),
+            Item::End => self.on_frame_end(now),
+        }
+    }
+
+    fn on_frame_start(&mut self, header: FrameHeader, now: Instant) -> Result<(), ProtocolError> {
+        if self.config.ping_resets_on_receive {
+            if let Some(interval) = self.config.ping_interval {
+                self.next_ping = Some(now + interval);
+            }
+        }
+        let op = header.opcode;
+        let message_opcode = if op.is_control() {
+            Some(op)
+        } else if op == OpCode::CONTINUATION {
+            match self.message {
+                Some(m) => Some(m),
+                None if self.config.strict => return Err(ProtocolError::UnexpectedContinuation),
+                None => None,
+            }
+        } else {
+            if self.config.strict && self.message.is_some() {
+                return Err(ProtocolError::ExpectedContinuation(op));
+            }
+            if op == OpCode::TEXT {
+                self.utf8 = Utf8Validator::new();
+            }
+            Some(op)
+        };
+        if op.is_data() {
+            self.message = if header.fin { None } else { message_opcode };
+        }
+        self.frame = Some(FrameInProgress {
+            header,
+            message_opcode,
+            offset: 0,
+            control_payload: None,
+        });
+        Ok(())
+    }
+
+    fn on_payload(&mut self, data: Bytes) -> Result<(), ProtocolError> {
+        let strict = self.config.strict;
+        let Some(frame) = self.frame.as_mut() else {
+            return Ok(());
+        };
+        if frame.header.opcode.is_control() {
+            frame.control_payload = Some(data);
+            return Ok(());
+        }
+        if strict && frame.message_opcode == Some(OpCode::TEXT) {
+            self.utf8.feed(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        let chunk = DataChunk {
+            opcode: frame.header.opcode,
+            message_opcode: frame.message_opcode,
+            fin: frame.header.fin,
+            payload_len: frame.header.payload_len,
+            offset: frame.offset,
+            data,
+        };
+        frame.offset += chunk.data.len() as u64;
+        if !self.failing {
+            self.events.push_back(Event::Data(chunk));
+        }
+        Ok(())
+    }
+
+    fn on_frame_end(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame.take() else {
+            return Ok(());
+        };
+        let h = frame.header;
+        if h.opcode.is_data() {
+            if self.config.strict && h.fin && frame.message_opcode == Some(OpCode::TEXT) {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            if h.payload_len == 0 && !self.failing {
+                self.events.push_back(Event::Data(DataChunk {
+                    opcode: h.opcode,
+                    message_opcode: frame.message_opcode,
+                    fin: h.fin,
+                    payload_len: 0,
+                    offset: 0,
+                    data: Bytes::new(),
+                }));
+            }
+            return Ok(());
+        }
+        let payload = frame.control_payload.unwrap_or_default();
+        let close = if h.opcode == OpCode::CLOSE {
+            Some(close::parse_payload(&payload, self.config.strict)?)
+        } else {
+            None
+        };
+        if !self.failing || close.is_some() {
+            self.events.push_back(Event::Data(DataChunk {
+                opcode: h.opcode,
+                message_opcode: Some(h.opcode),
+                fin: h.fin,
+                payload_len: h.payload_len,
+                offset: 0,
+                data: payload.clone(),
+            }));
+        }
+        match h.opcode {
+            OpCode::PING if self.state == ConnectionState::Open => self.write_frame(OpCode::PONG, true, &payload),
+            OpCode::PONG => self.pong_deadline = None,
+            OpCode::CLOSE => self.on_close(close.flatten(), now),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_close(&mut self, frame: Option<CloseFrame>, now: Instant) {
+        let echo_code = frame.as_ref().filter(|_| self.config.echo_close_code).map(|f| f.code);
+        self.events.push_back(Event::CloseReceived(frame));
+        if self.state == ConnectionState::Open {
+            self.queue_close(echo_code, "", now);
+        }
+        self.state = ConnectionState::Closed;
+        self.events.push_back(Event::Closed);
+    }
+
+    fn queue_close(&mut self, code: Option<u16>, reason: &str, now: Instant) {
+        let payload = code.map(|c| close::encode_payload(c, reason)).unwrap_or_default();
+        self.write_frame(OpCode::CLOSE, true, &payload);
+        self.state = ConnectionState::CloseSent;
+        self.close_deadline = Some(now + self.config.close_timeout);
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = match self.config.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        encode_frame(&mut self.tx, opcode, fin, mask, payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, MessageAssembler};
+
+    fn client_cfg(max_chunk: usize) -> ConnectionConfig {
+        ConnectionConfig {
+            max_chunk,
+            ..ConnectionConfig::rfc(Role::Client)
+        }
+    }
+
+    /// A client and a server connection wired back to back.
+    struct Pair {
+        client: Connection,
+        server: Connection,
+        now: Instant,
+    }
+
+    impl Pair {
+        fn new(client: ConnectionConfig) -> Self {
+            let now = Instant::now();
+            Pair {
+                client: Connection::new(client, now),
+                server: Connection::new(ConnectionConfig::rfc(Role::Server), now),
+                now,
+            }
+        }
+
+        /// Moves bytes both ways until nothing is left in flight.
+        fn drive(&mut self) {
+            loop {
+                let mut moved = false;
+                while let Some(b) = self.client.poll_transmit() {
+                    self.server.handle_bytes(&b, self.now);
+                    moved = true;
+                }
+                while let Some(b) = self.server.poll_transmit() {
+                    self.client.handle_bytes(&b, self.now);
+                    moved = true;
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn events(c: &mut Connection) -> Vec<Event> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    fn messages(c: &mut Connection) -> Vec<Message> {
+        let mut asm = MessageAssembler::new(1 << 20);
+        events(c)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Data(chunk) => asm.push(&chunk).expect("within limit"),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn raw_frames(bytes: &[u8]) -> Vec<(OpCode, bool, Vec<u8>)> {
+        let mut dec = FrameDecoder::new(DecoderConfig {
+            role: Role::Server,
+            strict: false,
+            max_chunk: usize::MAX,
+            chunk_policy: ChunkPolicy::Full,
+            max_frame_len: None,
+        });
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Ok(Some(item)) = dec.decode(&mut buf) {
+            match item {
+                Item::Start(h) => out.push((h.opcode, h.fin, Vec::new())),
+                Item::Payload(p) => out.last_mut().expect("started").2.extend_from_slice(&p),
+                Item::End => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn echo_of_five_texts() {
+        let mut p = Pair::new(client_cfg(1024));
+        for i in 0..5 {
+            p.client
+                .send_frame(OpCode::TEXT, true, format!("hello {i:04}").as_bytes())
+                .expect("open");
+        }
+        p.drive();
+        for m in messages(&mut p.server) {
+            p.server.send_frame(m.opcode, true, &m.payload).expect("open");
+        }
+        p.drive();
+        let got: Vec<_> = messages(&mut p.client)
+            .into_iter()
+            .map(|m| String::from_utf8(m.payload.to_vec()).expect("utf8"))
+            .collect();
+        assert_eq!(got, (0..5).map(|i| format!("hello {i:04}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_2000_byte_frame_gives_chunks_at_offsets_0_and_1024() {
+        let mut p = Pair::new(client_cfg(1024));
+        p.server.send_frame(OpCode::TEXT, true, &[b'a'; 2000]).expect("open");
+        p.drive();
+        let chunks: Vec<_> = events(&mut p.client)
+            .into_iter()
+            .map(|e| match e {
+                Event::Data(c) => (c.offset, c.data.len(), c.payload_len, c.fin),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(chunks, [(0, 1024, 2000, true), (1024, 976, 2000, true)]);
+    }
+
+    #[test]
+    fn long_send_leaves_as_two_frames_and_fragmented_sends_join() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        c.send_fragmented(OpCode::TEXT, &[b'a'; 2000], true, 1024)
+            .expect("open");
+        let frames = raw_frames(&c.poll_transmit().expect("bytes"));
+        let shape: Vec<_> = frames.iter().map(|(op, fin, p)| (*op, *fin, p.len())).collect();
+        assert_eq!(shape, [(OpCode::TEXT, false, 1024), (OpCode::CONTINUATION, true, 976)]);
+
+        let mut p = Pair::new(client_cfg(1024));
+        p.client.send_frame(OpCode::TEXT, false, &[b'a'; 32]).expect("open");
+        p.client
+            .send_frame(OpCode::CONTINUATION, false, &[b'b'; 32])
+            .expect("open");
+        p.client.send_frame(OpCode::CONTINUATION, true, &[]).expect("open");
+        p.client.send_frame(OpCode::BINARY, false, &[0; 5]).expect("open");
+        p.client.send_frame(OpCode::CONTINUATION, false, &[1; 5]).expect("open");
+        p.client.send_frame(OpCode::CONTINUATION, true, &[]).expect("open");
+        p.drive();
+        let got = messages(&mut p.server);
+        assert_eq!(got[0].payload, [&[b'a'; 32][..], &[b'b'; 32][..]].concat());
+        assert_eq!(
+            (got[1].opcode, &got[1].payload[..]),
+            (OpCode::BINARY, &[0, 0, 0, 0, 0, 1, 1, 1, 1, 1][..])
+        );
+    }
+
+    #[test]
+    fn client_frames_are_masked_with_fresh_keys() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        c.send_frame(OpCode::TEXT, true, b"same").expect("open");
+        c.send_frame(OpCode::TEXT, true, b"same").expect("open");
+        let bytes = c.poll_transmit().expect("bytes");
+        assert_eq!(bytes[1] & 0x80, 0x80);
+        assert_ne!(
+            &bytes[2..6],
+            &bytes[12..16],
+            "two frames, two keys (1 in 2^32 to collide)"
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_with_its_payload() {
+        let mut p = Pair::new(client_cfg(1024));
+        p.server.send_frame(OpCode::PING, true, b"hi").expect("open");
+        p.drive();
+        let ev = events(&mut p.server);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, Event::Data(c) if c.opcode == OpCode::PONG && &c.data[..] == b"hi")),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn close_started_by_the_client_completes() {
+        let mut p = Pair::new(client_cfg(1024));
+        p.client.close(None, "", p.now);
+        assert_eq!(p.client.state(), ConnectionState::CloseSent);
+        assert_eq!(
+            p.client.send_frame(OpCode::TEXT, true, b"late"),
+            Err(SendError::NotOpen)
+        );
+        p.drive();
+        assert_eq!(
+            (p.client.state(), p.server.state()),
+            (ConnectionState::Closed, ConnectionState::Closed)
+        );
+        let ev = events(&mut p.client);
+        // The server echoes an empty close: no code.
+        assert!(
+            matches!(&ev[..], [Event::Data(c), Event::CloseReceived(None), Event::Closed] if c.opcode == OpCode::CLOSE),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn close_started_by_the_server_is_echoed_with_its_code_or_empty_for_the_firmware() {
+        for (cfg, echoed) in [
+            (client_cfg(1024), vec![0x03, 0xE9]),
+            (
+                ConnectionConfig::esp_firmware(1024, Duration::from_secs(10), Duration::from_secs(120)),
+                vec![],
+            ),
+        ] {
+            let mut c = Connection::new(cfg, Instant::now());
+            c.handle_bytes(&[0x88, 0x02, 0x03, 0xE9], Instant::now());
+            let ev = events(&mut c);
+            assert!(
+                matches!(&ev[1], Event::CloseReceived(Some(CloseFrame { code: 1001, .. }))),
+                "{ev:?}"
+            );
+            assert_eq!(c.state(), ConnectionState::Closed);
+            let frames = raw_frames(&c.poll_transmit().expect("echo"));
+            assert_eq!(frames, [(OpCode::CLOSE, true, echoed)]);
+        }
+    }
+
+    #[test]
+    fn strict_protocol_errors_queue_a_close_with_their_code() {
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (vec![0x80, 0x01, b'x'], 1002),                   // continuation without a start
+            (vec![0x01, 0x01, b'a', 0x81, 0x01, b'b'], 1002), // new text inside a fragmented one
+            (vec![0x01, 0x02, b'a', 0xCE, 0x80, 0x02, 0xBA, 0xFF], 1007), // bad UTF-8 split over fragments
+            (vec![0x81, 0x02, 0xC3, 0x28], 1007),
+            (vec![0x88, 0x01, 0x03], 1002),             // 1-byte close payload
+            (vec![0x88, 0x02, 0x03, 0xED], 1002),       // close code 1005 on the wire
+            (vec![0x88, 0x03, 0x03, 0xE8, 0xFF], 1007), // close reason not UTF-8
+        ];
+        for (bytes, code) in cases {
+            let mut c = Connection::new(client_cfg(1024), Instant::now());
+            c.handle_bytes(&bytes, Instant::now());
+            let ev = events(&mut c);
+            let err = ev.iter().find_map(|e| match e {
+                Event::ProtocolError(err) => Some(err.clone()),
+                _ => None,
+            });
+            assert_eq!(err.map(|e| e.close_code()), Some(code), "{bytes:02x?}: {ev:?}");
+            assert_eq!(c.state(), ConnectionState::CloseSent);
+            let sent = raw_frames(&c.poll_transmit().expect("close"));
+            assert_eq!(sent[0].0, OpCode::CLOSE);
+            assert_eq!(u16::from_be_bytes([sent[0].2[0], sent[0].2[1]]), code);
+            // Data after the failure is dropped; the peer's close completes the handshake.
+            c.handle_bytes(&[0x82, 0x01, 0x00, 0x88, 0x02, 0x03, 0xEA], Instant::now());
+            let after = events(&mut c);
+            assert!(
+                !after
+                    .iter()
+                    .any(|e| matches!(e, Event::Data(d) if d.opcode == OpCode::BINARY)),
+                "{after:?}"
+            );
+            assert_eq!(c.state(), ConnectionState::Closed);
+        }
+    }
+
+    #[test]
+    fn a_framing_error_stops_parsing_until_the_close_timeout() {
+        let t0 = Instant::now();
+        let mut c = Connection::new(client_cfg(1024), t0);
+        c.handle_bytes(&[0xA2, 0x00, 0x88, 0x02, 0x03, 0xE8], t0); // RSV2, then a close
+        assert!(matches!(
+            events(&mut c)[..],
+            [Event::ProtocolError(ProtocolError::ReservedBits(0b010))]
+        ));
+        assert_eq!(raw_frames(&c.poll_transmit().expect("close"))[0].2[..2], [0x03, 0xEA]);
+        c.handle_bytes(&[0x88, 0x00], t0);
+        assert_eq!(
+            c.state(),
+            ConnectionState::CloseSent,
+            "nothing after a framing error is parsed"
+        );
+        c.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(c.state(), ConnectionState::Failed);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_at_the_bad_chunk_not_at_the_end() {
+        let cfg = ConnectionConfig {
+            chunk_policy: ChunkPolicy::Eager,
+            ..client_cfg(1024)
+        };
+        let mut c = Connection::new(cfg, Instant::now());
+        // A 10-byte text frame whose third byte is invalid; only 3 bytes have arrived.
+        c.handle_bytes(&[0x81, 0x0A, b'o', b'k', 0xFF], Instant::now());
+        assert!(events(&mut c)
+            .iter()
+            .any(|e| matches!(e, Event::ProtocolError(ProtocolError::InvalidUtf8))));
+    }
+
+    #[test]
+    fn lenient_mode_delivers_what_strict_refuses_and_drops_on_real_failures() {
+        let mut c = Connection::new(
+            ConnectionConfig::esp_firmware(1024, Duration::from_secs(10), Duration::from_secs(60)),
+            Instant::now(),
+        );
+        c.handle_bytes(&[0x80, 0x01, b'x', 0x83, 0x00, 0x81, 0x01, 0xFF], Instant::now());
+        let ops: Vec<_> = events(&mut c)
+            .into_iter()
+            .map(|e| match e {
+                Event::Data(d) => d.opcode.value(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ops, [0, 3, 1]);
+        c.handle_bytes(&[0x89, 0x7E, 0x00, 0x80], Instant::now());
+        assert_eq!(c.state(), ConnectionState::Failed);
+        assert!(c.poll_transmit().is_none(), "no close frame when the firmware aborts");
+    }
+
+    #[test]
+    fn pings_on_schedule_and_pong_timeout() {
+        let t0 = Instant::now();
+        let cfg = ConnectionConfig {
+            ping_interval: Some(Duration::from_secs(10)),
+            pong_timeout: Some(Duration::from_secs(25)),
+            ..client_cfg(1024)
+        };
+        let mut c = Connection::new(cfg, t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        c.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(
+            raw_frames(&c.poll_transmit().expect("ping")),
+            [(OpCode::PING, true, vec![])]
+        );
+        // A second ping does not restart the pong deadline, which runs from the first.
+        c.handle_timeout(t0 + Duration::from_secs(20));
+        assert!(c.poll_transmit().is_some());
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        c.handle_timeout(t0 + Duration::from_secs(34));
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(35)));
+        c.handle_timeout(t0 + Duration::from_secs(35));
+        assert_eq!(
+            (c.state(), events(&mut c)),
+            (ConnectionState::Failed, vec![Event::PongTimeout])
+        );
+    }
+
+    #[test]
+    fn any_pong_clears_the_deadline_and_firmware_pings_wait_for_silence() {
+        let t0 = Instant::now();
+        let mut c = Connection::new(
+            ConnectionConfig::esp_firmware(1024, Duration::from_secs(10), Duration::from_secs(5)),
+            t0,
+        );
+        c.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(c.poll_transmit().is_some());
+        c.handle_bytes(&[0x8A, 0x00], t0 + Duration::from_secs(12));
+        // The pong reset the ping timer too (received frame), and cleared the deadline.
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(22)));
+        c.handle_bytes(&[0x81, 0x01, b'x'], t0 + Duration::from_secs(20));
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        c.handle_timeout(t0 + Duration::from_secs(29));
+        assert_eq!(c.state(), ConnectionState::Open);
+    }
+
+    #[test]
+    fn unanswered_close_times_out() {
+        let t0 = Instant::now();
+        let mut c = Connection::new(client_cfg(1024), t0);
+        c.close(Some(1000), "bye", t0);
+        c.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(
+            (c.state(), events(&mut c)),
+            (ConnectionState::Failed, vec![Event::CloseTimeout])
+        );
+    }
+
+    #[test]
+    fn raw_close_opcode_does_not_start_the_handshake() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        c.send_frame(OpCode::CLOSE, true, &[0x03, 0xE8]).expect("open");
+        assert_eq!(c.state(), ConnectionState::Open);
+        c.send_frame(OpCode::from_bits(0x3), false, b"reserved")
+            .expect("anything goes");
+    }
+
+    #[test]
+    fn empty_frames_are_reported() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        c.handle_bytes(&[0x81, 0x00, 0x89, 0x00], Instant::now());
+        let ev = events(&mut c);
+        assert!(matches!(&ev[0], Event::Data(d) if d.opcode == OpCode::TEXT && d.data.is_empty() && d.ends_message()));
+        assert!(matches!(&ev[1], Event::Data(d) if d.opcode == OpCode::PING));
+    }
+}

@@ -1,0 +1,352 @@
+//! The streaming frame decoder: header, payload chunks of a bounded size, end.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::header::FrameHeader;
+use crate::mask::apply_mask;
+use crate::{ProtocolError, Role};
+
+/// When the decoder hands out a data frame's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkPolicy {
+    /// Chunks of exactly `min(remaining, max_chunk)` bytes: deterministic, the canonical
+    /// form of the firmware's `+WS_DATA` chunks. Buffers up to `max_chunk` bytes.
+    Full,
+    /// Whatever has arrived, up to `max_chunk`: lowest latency, and invalid text is seen
+    /// as soon as its bytes arrive.
+    Eager,
+}
+
+/// How strict the decoder is and how it cuts payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderConfig {
+    /// Which side we are: a client expects unmasked frames, a server masked ones.
+    pub role: Role,
+    /// RFC 6455 validation of every header (RSV bits, reserved opcodes, masking, 64-bit
+    /// length). Off reproduces the ESP firmware, which accepts these.
+    pub strict: bool,
+    /// The largest payload chunk handed out (the ESP `buffer_size`); at least 1.
+    pub max_chunk: usize,
+    /// When chunks are handed out.
+    pub chunk_policy: ChunkPolicy,
+    /// Frames longer than this fail with 1009; `None` for no limit.
+    pub max_frame_len: Option<u64>,
+}
+
+/// What the decoder produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A frame begins.
+    Start(FrameHeader),
+    /// The next piece of its payload, unmasked. Control frames come as one piece.
+    Payload(Bytes),
+    /// The frame is complete.
+    End,
+}
+
+#[derive(Debug)]
+enum State {
+    Header,
+    Payload {
+        mask: Option<[u8; 4]>,
+        control: bool,
+        remaining: u64,
+        offset: u64,
+    },
+}
+
+/// Decodes frames from a byte buffer one [`Item`] at a time, never holding more than one
+/// chunk of payload, so memory stays bounded whatever the frame length.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    config: DecoderConfig,
+    state: State,
+}
+
+impl FrameDecoder {
+    /// A decoder at a frame boundary.
+    pub fn new(config: DecoderConfig) -> Self {
+        FrameDecoder {
+            config: DecoderConfig {
+                max_chunk: config.max_chunk.max(1),
+                ..config
+            },
+            state: State::Header,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Changes the chunk size from the next chunk on.
+    pub fn set_max_chunk(&mut self, max_chunk: usize) {
+        self.config.max_chunk = max_chunk.max(1);
+    }
+
+    /// Takes the next item from the front of `buf`; `Ok(None)` means more bytes are needed.
+    /// After an error the stream is unusable: the connection must be failed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
+        match self.state {
+            State::Header => {
+                let Some((header, len)) = FrameHeader::parse(buf) else {
+                    return Ok(None);
+                };
+                self.check(&header)?;
+                buf.advance(len);
+                self.state = State::Payload {
+                    mask: header.mask,
+                    control: header.opcode.is_control(),
+                    remaining: header.payload_len,
+                    offset: 0,
+                };
+                Ok(Some(Item::Start(header)))
+            }
+            State::Payload { remaining: 0, .. } => {
+                self.state = State::Header;
+                Ok(Some(Item::End))
+            }
+            State::Payload {
+                mask,
+                control,
+                ref mut remaining,
+                ref mut offset,
+            } => {
+                // Control payloads are at most 125 bytes (checked) and go out whole.
+                let want = if control {
+                    *remaining
+                } else {
+                    (*remaining).min(self.config.max_chunk as u64)
+                };
+                // `want` is at most max(max_chunk, 125), so it fits in usize.
+                let want = want as usize;
+                let take = if buf.len() >= want {
+                    want
+                } else if !control && self.config.chunk_policy == ChunkPolicy::Eager && !buf.is_empty() {
+                    buf.len()
+                } else {
+                    return Ok(None);
+                };
+                let mut chunk = buf.split_to(take);
+                if let Some(key) = mask {
+                    // The offset only matters modulo 4, so truncation is harmless.
+                    apply_mask(&mut chunk, key, *offset as usize);
+                }
+                *remaining -= take as u64;
+                *offset += take as u64;
+                Ok(Some(Item::Payload(chunk.freeze())))
+            }
+        }
+    }
+
+    fn check(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if h.payload_len >> 63 != 0 {
+            return Err(ProtocolError::InvalidLength(h.payload_len));
+        }
+        // Control frames always arrive whole, so their size is bounded in every mode.
+        if h.opcode.is_control() && h.payload_len > 125 {
+            return Err(ProtocolError::ControlTooLong(h.payload_len));
+        }
+        if let Some(max) = self.config.max_frame_len {
+            if h.payload_len > max {
+                return Err(ProtocolError::FrameTooBig(h.payload_len));
+            }
+        }
+        if !self.config.strict {
+            return Ok(());
+        }
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        if h.opcode.is_reserved() {
+            return Err(ProtocolError::ReservedOpcode(h.opcode.value()));
+        }
+        if h.opcode.is_control() && !h.fin {
+            return Err(ProtocolError::FragmentedControl(h.opcode));
+        }
+        match (self.config.role, h.mask.is_some()) {
+            (Role::Client, true) => Err(ProtocolError::MaskedFrame),
+            (Role::Server, false) => Err(ProtocolError::UnmaskedFrame),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::encode_frame;
+    use crate::OpCode;
+    use proptest::prelude::*;
+
+    fn config(max_chunk: usize, policy: ChunkPolicy, strict: bool) -> DecoderConfig {
+        DecoderConfig {
+            role: Role::Client,
+            strict,
+            max_chunk,
+            chunk_policy: policy,
+            max_frame_len: None,
+        }
+    }
+
+    fn drain(dec: &mut FrameDecoder, buf: &mut BytesMut) -> Result<Vec<Item>, ProtocolError> {
+        let mut items = Vec::new();
+        while let Some(item) = dec.decode(buf)? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    fn frame(op: u8, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, OpCode::from_bits(op), fin, mask, payload);
+        out
+    }
+
+    #[test]
+    fn a_2000_byte_frame_arrives_as_1024_then_976() {
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+        let mut buf = BytesMut::from(&frame(1, true, None, &[b'a'; 2000])[..]);
+        let items = drain(&mut dec, &mut buf).expect("valid");
+        let sizes: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Item::Payload(b) => b.len() as i64,
+                Item::Start(_) => -1,
+                Item::End => -2,
+            })
+            .collect();
+        assert_eq!(sizes, [-1, 1024, 976, -2]);
+    }
+
+    #[test]
+    fn full_policy_waits_for_a_whole_chunk_eager_does_not() {
+        let bytes = frame(2, true, None, &[1; 10]);
+        for (policy, expect_partial) in [(ChunkPolicy::Full, false), (ChunkPolicy::Eager, true)] {
+            let mut dec = FrameDecoder::new(config(8, policy, true));
+            let mut buf = BytesMut::from(&bytes[..5]);
+            let items = drain(&mut dec, &mut buf).expect("valid");
+            assert_eq!(items.len() == 2, expect_partial, "{policy:?}: {items:?}");
+        }
+    }
+
+    #[test]
+    fn strict_header_errors_and_their_close_codes() {
+        let cases: Vec<(Vec<u8>, ProtocolError)> = vec![
+            (vec![0xC1, 0x00], ProtocolError::ReservedBits(0b100)),
+            (vec![0x83, 0x00], ProtocolError::ReservedOpcode(3)),
+            (vec![0x8B, 0x00], ProtocolError::ReservedOpcode(0xB)),
+            (vec![0x09, 0x00], ProtocolError::FragmentedControl(OpCode::PING)),
+            (vec![0x89, 0x7E, 0x00, 0x7E], ProtocolError::ControlTooLong(126)),
+            (
+                vec![0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0],
+                ProtocolError::InvalidLength(1 << 63),
+            ),
+            (vec![0x81, 0x80, 1, 2, 3, 4], ProtocolError::MaskedFrame),
+        ];
+        for (bytes, err) in cases {
+            let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+            let got = dec.decode(&mut BytesMut::from(&bytes[..]));
+            assert_eq!(got, Err(err.clone()), "{bytes:02x?}");
+            assert_eq!(err.close_code(), 1002);
+        }
+    }
+
+    #[test]
+    fn lenient_accepts_what_the_firmware_accepts_and_unmasks() {
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, false));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0xC3, 0x00]); // RSV1 + reserved opcode
+        buf.extend_from_slice(&frame(1, true, Some([9, 8, 7, 6]), b"masked"));
+        let items = drain(&mut dec, &mut buf).expect("lenient");
+        assert_eq!(items[3], Item::Payload(Bytes::from_static(b"masked")));
+        // Oversized control frames stay errors in every mode.
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, false));
+        let got = dec.decode(&mut BytesMut::from(&[0x88u8, 0x7E, 0x01, 0x00][..]));
+        assert_eq!(got, Err(ProtocolError::ControlTooLong(256)));
+    }
+
+    #[test]
+    fn server_role_requires_masks() {
+        let mut dec = FrameDecoder::new(DecoderConfig {
+            role: Role::Server,
+            ..config(1024, ChunkPolicy::Full, true)
+        });
+        assert_eq!(
+            dec.decode(&mut BytesMut::from(&frame(1, true, None, b"x")[..])),
+            Err(ProtocolError::UnmaskedFrame)
+        );
+    }
+
+    #[test]
+    fn frame_limit_gives_1009() {
+        let mut dec = FrameDecoder::new(DecoderConfig {
+            max_frame_len: Some(10),
+            ..config(4, ChunkPolicy::Full, true)
+        });
+        let err = dec
+            .decode(&mut BytesMut::from(&frame(2, true, None, &[0; 11])[..]))
+            .unwrap_err();
+        assert_eq!(err.close_code(), 1009);
+    }
+
+    #[test]
+    fn a_huge_frame_header_needs_no_huge_buffer() {
+        // A header announcing 2^40 bytes: the decoder starts it and waits for payload.
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+        let mut buf = BytesMut::from(&[0x82u8, 0x7F, 0, 0, 1, 0, 0, 0, 0, 0][..]);
+        let Ok(Some(Item::Start(h))) = dec.decode(&mut buf) else {
+            panic!("header")
+        };
+        assert_eq!(h.payload_len, 1 << 40);
+        buf.extend_from_slice(&[0; 1000]);
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+    }
+
+    proptest! {
+        /// Any sequence of frames, fed in arbitrary pieces with any chunk size and either
+        /// policy, decodes to the same headers and payload bytes.
+        #[test]
+        fn round_trip_any_split(frames in proptest::collection::vec(
+                                    (0u8..3, any::<bool>(), any::<Option<[u8; 4]>>(),
+                                     proptest::collection::vec(any::<u8>(), 0..300)), 1..6),
+                                max_chunk in 1usize..200, eager in any::<bool>(),
+                                piece in 1usize..64) {
+            let mut wire = Vec::new();
+            for (op, fin, mask, payload) in &frames {
+                encode_frame(&mut wire, OpCode::from_bits(*op), *fin, *mask, payload);
+            }
+            let policy = if eager { ChunkPolicy::Eager } else { ChunkPolicy::Full };
+            let mut dec = FrameDecoder::new(config(max_chunk, policy, false));
+            let mut buf = BytesMut::new();
+            let mut items = Vec::new();
+            for part in wire.chunks(piece) {
+                buf.extend_from_slice(part);
+                items.extend(drain(&mut dec, &mut buf).expect("valid"));
+            }
+            prop_assert!(buf.is_empty());
+            let mut it = items.into_iter();
+            for (op, fin, mask, payload) in frames {
+                let Some(Item::Start(h)) = it.next() else { panic!("start") };
+                prop_assert_eq!((h.opcode.value(), h.fin, h.mask, h.payload_len), (op, fin, mask, payload.len() as u64));
+                let mut got = Vec::new();
+                loop {
+                    match it.next() {
+                        Some(Item::Payload(b)) => {
+                            prop_assert!(!b.is_empty() && b.len() <= max_chunk);
+                            if !eager {
+                                let remaining = payload.len() - got.len();
+                                prop_assert_eq!(b.len(), remaining.min(max_chunk));
+                            }
+                            got.extend_from_slice(&b);
+                        }
+                        Some(Item::End) => break,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                prop_assert_eq!(got, payload);
+            }
+        }
+    }
+}
