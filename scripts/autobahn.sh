@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Autobahn TestSuite against wsat's WebSocket client, on loopback, gated on the report.
+#
+# kosoku (PyPI, pinned in scripts/requirements-peers.txt) runs Autobahn's own case files in
+# fuzzingserver mode; the testee is a client that walks the standard protocol
+# (/getCaseCount, /runCase?case=N&agent=A echoing every message, /updateReports?agent=A).
+# The report lands in autobahn-reports/clients/ (index.json + HTML); the gate
+# (scripts/autobahn_gate.py) fails on any FAILED case and on UNIMPLEMENTED outside 12.*/13.*,
+# and writes autobahn-reports/summary.md (the per-group table, Markdown).
+#
+# Env knobs:
+#   AUTOBAHN_TESTEE   testee command; the server URL and the agent name are appended as two
+#                     arguments (default: the release build of wsat-client's autobahn_client
+#                     example, built before the clock starts)
+#   AUTOBAHN_AGENT    agent name the testee reports and the gate checks (default: wsat)
+#   AUTOBAHN_CASES    space-separated case globs (default: 1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*;
+#                     Autobahn has no section 8)
+#   AUTOBAHN_TIMEOUT  seconds allowed for the whole run (default: 1200)
+#   WSAT_PYTHON       python of the peers venv (default: <repo>/.venv/bin/python, created by
+#                     scripts/venv.sh if missing)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$(pwd)"
+
+agent="${AUTOBAHN_AGENT:-wsat}"
+cases="${AUTOBAHN_CASES:-1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*}"
+budget="${AUTOBAHN_TIMEOUT:-1200}"
+outdir="autobahn-reports/clients"
+
+if [[ -z "${WSAT_PYTHON:-}" ]]; then
+    scripts/venv.sh
+    WSAT_PYTHON="$root/.venv/bin/python"
+fi
+py="$WSAT_PYTHON"
+kosoku="$(dirname "$py")/kosoku"
+if [[ ! -x "$kosoku" ]]; then
+    echo "autobahn: $kosoku not found; run scripts/test.sh (or scripts/venv.sh) to create the venv" >&2
+    exit 1
+fi
+
+# The testee. Build the Rust one first so compile time does not count against the budget.
+if [[ -n "${AUTOBAHN_TESTEE:-}" ]]; then
+    testee=(bash -c "$AUTOBAHN_TESTEE \"\$@\"" autobahn-testee)
+    echo "autobahn: testee (AUTOBAHN_TESTEE): $AUTOBAHN_TESTEE"
+else
+    echo "autobahn: building the testee (wsat-client example autobahn_client, release)"
+    cargo build --release -p wsat-client --example autobahn_client
+    testee=(cargo run --release -q -p wsat-client --example autobahn_client --)
+fi
+
+rm -rf "$outdir"
+mkdir -p "$outdir"
+log="autobahn-reports/kosoku.log"
+include=()
+for c in $cases; do include+=(-i "$c"); done
+
+# Port 0: kosoku binds an ephemeral port and names it on stderr -- no free-port race.
+timeout --kill-after=10 "$budget" "$kosoku" -m fuzzingserver "${include[@]}" -o "$outdir" \
+    127.0.0.1:0 >"$log" 2>&1 &
+kosoku_pid=$!
+cleanup() {
+    if kill -0 "$kosoku_pid" 2>/dev/null; then
+        kill "$kosoku_pid" 2>/dev/null || true
+        wait "$kosoku_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+port=""
+for _ in $(seq 1 300); do
+    port="$(sed -n 's/^fuzzingserver listening on ws:\/\/[0-9.]*:\([0-9][0-9]*\).*/\1/p' "$log")"
+    [[ -n "$port" ]] && break
+    if ! kill -0 "$kosoku_pid" 2>/dev/null; then
+        echo "autobahn: kosoku exited before listening:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if [[ -z "$port" ]]; then
+    echo "autobahn: kosoku did not start listening within 30 s:" >&2
+    cat "$log" >&2
+    exit 1
+fi
+url="ws://127.0.0.1:$port"
+
+# Ask the server how many cases it will serve (raw socket: no dependency on a client library),
+# so the gate can tell a complete report from one where the testee stopped early.
+expect="$("$py" - "$port" <<'EOF'
+import base64, os, socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET /getCaseCount HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    chunk = s.recv(4096)
+    if not chunk:
+        raise SystemExit("getCaseCount: connection closed during the handshake")
+    buf += chunk
+head, _, rest = buf.partition(b"\r\n\r\n")
+if b" 101 " not in head.split(b"\r\n")[0]:
+    raise SystemExit(f"getCaseCount: unexpected response {head!r}")
+while len(rest) < 2 or len(rest) < 2 + (rest[1] & 0x7F):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    rest += chunk
+if rest[0] != 0x81 or rest[1] & 0x7F > 125:
+    raise SystemExit(f"getCaseCount: unexpected frame {rest[:16]!r}")
+print(int(rest[2:2 + (rest[1] & 0x7F)].decode()))
+EOF
+)"
+echo "autobahn: kosoku fuzzingserver on $url serving $expect cases ($cases), agent '$agent'"
+
+start=$SECONDS
+testee_rc=0
+timeout --kill-after=10 "$budget" "${testee[@]}" "$url" "$agent" || testee_rc=$?
+if [[ $testee_rc -ne 0 ]]; then
+    echo "autobahn: the testee exited with status $testee_rc" >&2
+fi
+
+# kosoku exits by itself after /updateReports: 0 when every case passed, 1 when some failed.
+kosoku_rc=0
+for _ in $(seq 1 600); do
+    kill -0 "$kosoku_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$kosoku_pid" 2>/dev/null; then
+    echo "autobahn: kosoku still running 60 s after the testee ended (no /updateReports?); stopping it" >&2
+    kill "$kosoku_pid" 2>/dev/null || true
+fi
+wait "$kosoku_pid" || kosoku_rc=$?
+trap - EXIT
+echo "autobahn: run took $((SECONDS - start)) s (kosoku exit status $kosoku_rc); kosoku said:"
+sed 's/^/  | /' "$log"
+case $kosoku_rc in
+0 | 1) ;;
+124 | 137) echo "autobahn: kosoku timed out after ${budget} s (AUTOBAHN_TIMEOUT)" >&2 ;;
+*) echo "autobahn: kosoku failed with status $kosoku_rc" >&2 ;;
+esac
+
+gate_rc=0
+"$py" scripts/autobahn_gate.py "$outdir/index.json" --agent "$agent" --expect-cases "$expect" \
+    --markdown autobahn-reports/summary.md || gate_rc=$?
+echo "autobahn: HTML report: $root/$outdir/index.html"
+
+if [[ $gate_rc -ne 0 || $testee_rc -ne 0 ]] || [[ $kosoku_rc -ne 0 && $kosoku_rc -ne 1 ]]; then
+    echo "autobahn: FAILED" >&2
+    exit 1
+fi
+echo "autobahn: OK"
