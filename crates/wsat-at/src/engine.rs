@@ -1,0 +1,343 @@
+//! The engine: owns the port state machine (IDLE / BUSY / DATA, spec §1.1), runs commands from
+//! the table, and turns completions and link events into result codes and URCs. One ordered
+//! output queue, so a URC never lands inside another piece.
+
+use crate::asctime::asctime;
+use crate::commands::{self, ws, Command, DataPurpose, Outcome, Pending};
+use crate::line::{contains_force_restart, LineAssembler};
+use crate::output::{self, code, DataChunk, DataFormat, ResultCode};
+use crate::params::Params;
+use crate::parser::{self, Kind, ParsedLine};
+use crate::state::State;
+use crate::types::{Action, Completion, EngineConfig, LinkEvent, LinkHandle, PortState};
+
+/// Port state of the receive task.
+#[derive(Debug)]
+enum Port {
+    /// Assembling command lines.
+    Idle,
+    /// A command executes; input is answered with `busy p...`.
+    Busy,
+    /// Reading exactly `need` payload bytes for `purpose`.
+    Data {
+        need: usize,
+        buf: Vec<u8>,
+        purpose: DataPurpose,
+    },
+}
+
+/// The sans-IO AT command engine: feed port bytes, pull port output and link actions, report
+/// completions and link events. Never blocks, never panics on input.
+pub struct Engine {
+    st: State,
+    port: Port,
+    line: LineAssembler,
+    pending: Option<Pending>,
+    commands: Vec<Command>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("port", &self.port_state())
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A powered-on device in IDLE with echo on; call [`Engine::boot`] to print the banner.
+    pub fn new(config: EngineConfig) -> Self {
+        let commands = commands::table(config.firmware);
+        Engine {
+            st: State::new(config),
+            port: Port::Idle,
+            line: LineAssembler::default(),
+            pending: None,
+            commands,
+        }
+    }
+
+    /// Queues the boot banner `\r\nready\r\n` (at start and for every new TCP client). State is
+    /// not touched: links, headers and configs survive an AT client reconnecting.
+    pub fn boot(&mut self) {
+        self.st.emit(output::READY);
+    }
+
+    /// One arrival from the AT port (one "UART notification": `busy p...` is per call).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut next: Option<Vec<u8>> = (!chunk.is_empty()).then(|| chunk.to_vec());
+        while let Some(bytes) = next.take() {
+            next = self.feed_once(&bytes);
+        }
+    }
+
+    /// Next output piece for the port, in order; write each with one write call.
+    pub fn poll_output(&mut self) -> Option<Vec<u8>> {
+        self.st.out.pop_front()
+    }
+
+    /// Next action the glue must perform.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.st.actions.pop_front()
+    }
+
+    /// Reports the result of an earlier action. Completions that do not match the action the
+    /// port waits for (stale after AT+RST, wrong handle) are ignored, except `SntpSynced`.
+    pub fn complete(&mut self, completion: Completion) {
+        match completion {
+            Completion::SntpSynced => {
+                if self.st.sntp.awaiting_sync {
+                    self.st.sntp.awaiting_sync = false;
+                    self.st.emit(&b"+TIME_UPDATED\r\n"[..]);
+                }
+            }
+            Completion::Open { link, ok } => {
+                if self.pending == Some(Pending::Open(link)) {
+                    self.pending = None;
+                    if ok {
+                        self.finish(ResultCode::Ok);
+                    } else {
+                        if self.st.links.is_live(link) {
+                            self.st.links.clean(link.id);
+                        }
+                        self.finish(ResultCode::Error);
+                    }
+                }
+            }
+            Completion::Send { link, ok } => {
+                if let Some(Pending::Send { link: l, force_error }) = self.pending {
+                    if l == link {
+                        self.pending = None;
+                        let code = if ok && !force_error {
+                            ResultCode::SendOk
+                        } else {
+                            ResultCode::Error
+                        };
+                        self.finish(code);
+                    }
+                }
+            }
+            Completion::Close { link } => {
+                if self.pending == Some(Pending::Close(link)) {
+                    self.pending = None;
+                    if self.st.links.is_live(link) {
+                        self.st.links.clean(link.id);
+                    }
+                    self.finish(ResultCode::Ok);
+                }
+            }
+            Completion::Time { unix_seconds } => {
+                if let Some(Pending::Time { offset_minutes }) = self.pending {
+                    self.pending = None;
+                    let local = unix_seconds.saturating_add(i64::from(offset_minutes) * 60);
+                    let line = format!("+CIPSNTPTIME:{}", asctime(local));
+                    self.st.emit(line);
+                    self.finish(ResultCode::Ok);
+                }
+            }
+        }
+    }
+
+    /// A running link's event: prints its URC at once and updates the state mirror. Events whose
+    /// handle is not the link currently in the slot are ignored.
+    pub fn handle_link_event(&mut self, link: LinkHandle, event: LinkEvent) {
+        let id = link.id;
+        let format = if self.st.master() {
+            self.st.links.get(id).map(|s| s.format).unwrap_or_default()
+        } else {
+            DataFormat::default()
+        };
+        let Some(open) = self.st.links.live_mut(link) else {
+            return;
+        };
+        match event {
+            LinkEvent::Connecting => open.state = 1,
+            LinkEvent::Connected => {
+                open.state = 2;
+                self.st.emit(output::ws_connected(id));
+            }
+            LinkEvent::Disconnected => {
+                open.state = 3;
+                self.st.emit(output::ws_disconnected(id));
+            }
+            LinkEvent::Closed => {
+                self.st.links.clean(id);
+                self.st.emit(output::ws_closed(id));
+            }
+            LinkEvent::Data {
+                opcode,
+                fin,
+                payload_len,
+                offset,
+                chunk,
+            } => {
+                let piece = output::ws_data(
+                    id,
+                    format,
+                    DataChunk {
+                        opcode,
+                        fin,
+                        payload_len,
+                        offset,
+                        data: &chunk,
+                    },
+                );
+                if let Some(piece) = piece {
+                    self.st.emit(piece);
+                }
+            }
+        }
+    }
+
+    /// State mirror of link `id` as AT+WSOPEN? shows it (1/2/3), `None` if not open.
+    pub fn link_state(&self, id: usize) -> Option<u8> {
+        self.st.links.get(id).and_then(|s| s.link.as_ref()).map(|l| l.state)
+    }
+
+    /// Where input currently goes (addition to the brief's API; see [`PortState`]).
+    pub fn port_state(&self) -> PortState {
+        match &self.port {
+            Port::Idle => PortState::Idle {
+                buffered: self.line.buffered(),
+            },
+            Port::Busy => PortState::Busy,
+            Port::Data { need, buf, .. } => PortState::Data {
+                remaining: need.saturating_sub(buf.len()),
+            },
+        }
+    }
+
+    /// Processes one arrival in the current state; returns bytes to process next in the new
+    /// state (only after an IDLE parse failure, which leaves the port IDLE).
+    fn feed_once(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        match &mut self.port {
+            Port::Busy => {
+                self.busy_chunk(bytes);
+                None
+            }
+            Port::Data { need, buf, .. } => {
+                let take = (*need - buf.len()).min(bytes.len());
+                buf.extend_from_slice(&bytes[..take]);
+                if buf.len() < *need {
+                    return None;
+                }
+                let Port::Data { buf, purpose, .. } = std::mem::replace(&mut self.port, Port::Busy) else {
+                    return None;
+                };
+                let surplus = &bytes[take..];
+                if !surplus.is_empty() && self.busy_chunk(surplus) {
+                    return None;
+                }
+                let outcome = match purpose {
+                    DataPurpose::Header => ws::finish_header(&mut self.st, buf),
+                    DataPurpose::Send(plan) => ws::finish_send(&mut self.st, plan, buf),
+                };
+                self.apply(outcome);
+                None
+            }
+            Port::Idle => {
+                let scan = self.line.push(bytes);
+                if self.st.echo && !scan.echo.is_empty() {
+                    self.st.emit(scan.echo);
+                }
+                let line = scan.line?;
+                let rest = scan.rest;
+                match parser::parse(&line) {
+                    Err(e) => {
+                        self.st.err_code(e.code());
+                        self.st.emit(output::ERROR);
+                        (!rest.is_empty()).then(|| rest.to_vec())
+                    }
+                    Ok(parsed) => {
+                        self.port = Port::Busy;
+                        if !rest.is_empty() && self.busy_chunk(rest) {
+                            return None;
+                        }
+                        self.execute(parsed);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Input while BUSY: `busy p...` (after `ERR CODE:0x010b0000` with SYSLOG), or the forced
+    /// restart if the chunk contains `AT+RST\r\n`. Returns true if the device restarted.
+    fn busy_chunk(&mut self, bytes: &[u8]) -> bool {
+        if contains_force_restart(bytes) {
+            self.st.emit(output::FORCE_RESTART);
+            self.st.emit(output::OK);
+            self.restart();
+            return true;
+        }
+        self.st.err_code(code::PROCESSING);
+        self.st.emit(output::BUSY);
+        false
+    }
+
+    /// Looks the command up and runs the handler for the requested type.
+    fn execute(&mut self, parsed: ParsedLine) {
+        let ParsedLine { name, kind } = parsed;
+        let Some(cmd) = commands::lookup(&self.commands, &name) else {
+            self.st.err_code(code::UNSUPPORTED);
+            self.finish(ResultCode::Error);
+            return;
+        };
+        let empty = Params::default();
+        let (handler, params) = match &kind {
+            Kind::Execute => (cmd.exec, &empty),
+            Kind::Query => (cmd.query, &empty),
+            Kind::Test => (cmd.test, &empty),
+            Kind::Set(p) => (cmd.set, p),
+        };
+        match handler {
+            // No handler for this type: ERROR without ERR CODE.
+            None => self.finish(ResultCode::Error),
+            Some(h) => {
+                let outcome = h(&mut self.st, params);
+                self.apply(outcome);
+            }
+        }
+    }
+
+    /// Carries out a handler's decision.
+    fn apply(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Done(code) => self.finish(code),
+            Outcome::Prompt { len, purpose } => {
+                self.port = Port::Data {
+                    need: len,
+                    buf: Vec::new(),
+                    purpose,
+                };
+                self.st.emit(output::PROMPT);
+            }
+            Outcome::Await(pending) => {
+                self.port = Port::Busy;
+                self.pending = Some(pending);
+            }
+            Outcome::Restart => {
+                self.st.emit(output::OK);
+                self.restart();
+            }
+        }
+    }
+
+    /// Command finished: port back to IDLE (partial input discarded), then the result.
+    fn finish(&mut self, code: ResultCode) {
+        self.port = Port::Idle;
+        self.line.clear();
+        self.st.emit(code.bytes());
+    }
+
+    /// Reboot: drop every link, forget RAM state, print the banner.
+    fn restart(&mut self) {
+        self.st.reset();
+        self.st.actions.push_back(Action::CloseAll);
+        self.port = Port::Idle;
+        self.line.clear();
+        self.pending = None;
+        self.st.emit(output::READY);
+    }
+}
