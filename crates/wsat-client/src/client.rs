@@ -1,0 +1,230 @@
+//! The client handle: start, send, close, stop, state.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use wsat_proto::OpCode;
+
+use crate::config::ClientConfig;
+use crate::event::{Event, LinkState};
+use crate::task::{Command, Shared, Task};
+use crate::ClientError;
+
+/// A running WebSocket client: one background task that connects, delivers events and
+/// reconnects, as the ESP client's task does. Cheap to clone; every clone controls the
+/// same connection. Dropping every clone stops the task.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    stop: Arc<watch::Sender<bool>>,
+    shared: Arc<Shared>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// The event stream of a [`Client`].
+#[derive(Debug)]
+pub struct Events(mpsc::Receiver<Event>);
+
+impl Events {
+    /// The next event; `None` after [`Event::Finish`] was delivered and the task ended.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.0.recv().await
+    }
+}
+
+/// How [`Client::stop`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The task ended on its own within the bound.
+    Stopped,
+    /// The bound ran out and the task was aborted.
+    Aborted,
+    /// The task had already ended.
+    AlreadyStopped,
+}
+
+impl Client {
+    /// Validates `config` and starts the client task on the current tokio runtime. Fails
+    /// at once for a bad URI or TLS configuration; connecting happens in the background.
+    pub fn start(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+        let target = config.target()?;
+        let tls = if target.tls() { Some(config.tls.build()?) } else { None };
+        let (cmd_tx, cmd_rx) = mpsc::channel(32);
+        let (ev_tx, ev_rx) = mpsc::channel(config.event_capacity.max(1));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new());
+        let task = Task {
+            config: Arc::new(config),
+            tls,
+            shared: shared.clone(),
+            commands: cmd_rx,
+            stop: stop_rx,
+            events: ev_tx,
+            pending: VecDeque::new(),
+        };
+        let handle = tokio::spawn(task.run());
+        let client = Client {
+            commands: cmd_tx,
+            stop: Arc::new(stop_tx),
+            shared,
+            task: Arc::new(Mutex::new(Some(handle))),
+        };
+        Ok((client, Events(ev_rx)))
+    }
+
+    /// The firmware's link state (0..4).
+    pub fn state(&self) -> LinkState {
+        self.shared.state()
+    }
+
+    /// Whether the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.state() == LinkState::Connected
+    }
+
+    /// Sends one message the ESP client's way: split into frames of at most `buffer_size`
+    /// bytes, `opcode` first, continuations after, FIN on the last. Any opcode goes,
+    /// reserved ones included. Returns the payload length once written to the transport.
+    pub async fn send(
+        &self,
+        opcode: OpCode,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<usize, ClientError> {
+        self.command_send(opcode, payload.into(), true, true, timeout).await
+    }
+
+    /// A text message.
+    pub async fn send_text(&self, text: &str, timeout: Duration) -> Result<usize, ClientError> {
+        self.send(OpCode::TEXT, Bytes::copy_from_slice(text.as_bytes()), timeout)
+            .await
+    }
+
+    /// A binary message.
+    pub async fn send_binary(&self, data: impl Into<Bytes>, timeout: Duration) -> Result<usize, ClientError> {
+        self.send(OpCode::BINARY, data, timeout).await
+    }
+
+    /// Part of a fragmented message: `opcode` is TEXT/BINARY for the first part and
+    /// CONTINUATION after; `fin` ends the message. Split by `buffer_size` like [`Client::send`].
+    pub async fn send_part(
+        &self,
+        opcode: OpCode,
+        payload: impl Into<Bytes>,
+        fin: bool,
+        timeout: Duration,
+    ) -> Result<usize, ClientError> {
+        self.command_send(opcode, payload.into(), fin, true, timeout).await
+    }
+
+    /// Ends a fragmented message with an empty continuation frame carrying FIN.
+    pub async fn send_fin(&self, timeout: Duration) -> Result<usize, ClientError> {
+        self.command_send(OpCode::CONTINUATION, Bytes::new(), true, true, timeout)
+            .await
+    }
+
+    /// Exactly one frame with this opcode and FIN, however long: no fragmentation, nothing
+    /// checked.
+    pub async fn send_frame(
+        &self,
+        opcode: OpCode,
+        fin: bool,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<usize, ClientError> {
+        self.command_send(opcode, payload.into(), fin, false, timeout).await
+    }
+
+    async fn command_send(
+        &self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+        fragment: bool,
+        timeout: Duration,
+    ) -> Result<usize, ClientError> {
+        if !self.is_connected() {
+            return Err(ClientError::NotConnected);
+        }
+        let (reply, done) = oneshot::channel();
+        let work = async {
+            self.commands
+                .send(Command::Send {
+                    opcode,
+                    payload,
+                    fin,
+                    fragment,
+                    reply,
+                })
+                .await
+                .map_err(|_| ClientError::Stopped)?;
+            done.await.map_err(|_| ClientError::NotConnected)?
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| ClientError::SendTimeout)?
+    }
+
+    /// Closes cleanly: sends a close frame with `code` (none sends an empty one) and
+    /// `reason`, then waits up to `timeout` for the closing handshake and the task to end.
+    /// If the bound runs out, the client is stopped hard and `Err(CloseTimeout)` returned.
+    /// With reconnect-after-close, returns once the close frame is queued.
+    pub async fn close(&self, code: Option<u16>, reason: &str, timeout: Duration) -> Result<(), ClientError> {
+        let (reply, done) = oneshot::channel();
+        let queued = async {
+            self.commands
+                .send(Command::Close {
+                    code,
+                    reason: reason.to_owned(),
+                    reply,
+                })
+                .await
+                .map_err(|_| ClientError::Stopped)?;
+            done.await.map_err(|_| ClientError::Stopped)?
+        };
+        tokio::time::timeout(timeout, queued)
+            .await
+            .map_err(|_| ClientError::CloseTimeout)??;
+        let Some(handle) = self.take_task() else { return Ok(()) };
+        let abort = handle.abort_handle();
+        match tokio::time::timeout(timeout, handle).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                abort.abort();
+                Err(ClientError::CloseTimeout)
+            }
+        }
+    }
+
+    /// Stops at once without a close frame, returning within `bound` whatever the task is
+    /// doing (connecting, TLS, waiting to reconnect): past the bound the task is aborted.
+    pub async fn stop(&self, bound: Duration) -> StopOutcome {
+        let _ = self.stop.send(true);
+        let Some(handle) = self.take_task() else {
+            return StopOutcome::AlreadyStopped;
+        };
+        let abort = handle.abort_handle();
+        match tokio::time::timeout(bound, handle).await {
+            Ok(_) => StopOutcome::Stopped,
+            Err(_) => {
+                abort.abort();
+                StopOutcome::Aborted
+            }
+        }
+    }
+
+    /// Waits until the task has ended (after [`Event::Finish`]).
+    pub async fn finished(&self) {
+        if let Some(handle) = self.take_task() {
+            let _ = handle.await;
+        }
+    }
+
+    fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task.lock().ok().and_then(|mut t| t.take())
+    }
+}

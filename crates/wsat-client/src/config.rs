@@ -1,0 +1,280 @@
+//! Client configuration: the ESP client's options by URI with explicit overrides, plus
+//! what its users ask for (whole messages, backoff, redirects, strictness).
+
+use std::time::Duration;
+
+use wsat_proto::handshake::{basic_auth, HandshakeRequest};
+use wsat_proto::uri::{UriError, WsUri};
+use wsat_proto::ChunkPolicy;
+
+use crate::tls::TlsConfig;
+
+/// How received data reaches the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every frame in chunks of at most `buffer_size` bytes with offset, frame length,
+    /// opcode and FIN: the ESP client's DATA events ([`crate::Event::Data`]).
+    Chunks,
+    /// Whole text and binary messages ([`crate::Event::Message`]); a message longer than
+    /// `max_size` fails the connection with close code 1009.
+    Messages {
+        /// The largest message accepted, in bytes.
+        max_size: usize,
+    },
+}
+
+impl Delivery {
+    /// Whole messages up to 64 MiB.
+    pub const fn messages() -> Self {
+        Delivery::Messages { max_size: 64 << 20 }
+    }
+}
+
+/// What happens after the connection is lost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reconnect {
+    /// Stop after the first disconnect (the ESP client's `disable_auto_reconnect`).
+    Disabled,
+    /// Wait this long before every new attempt (the ESP client's behaviour, 10 s default).
+    Fixed(Duration),
+    /// Exponential backoff with full jitter: the n-th consecutive failure waits a random
+    /// time in `[d/2, d]` with `d = min(max, initial × 2ⁿ)`; a successful connect resets n.
+    Backoff {
+        /// The first delay.
+        initial: Duration,
+        /// The cap.
+        max: Duration,
+    },
+}
+
+impl Reconnect {
+    /// The wait before attempt number `failures + 1`.
+    pub fn delay(&self, failures: u32) -> Option<Duration> {
+        match *self {
+            Reconnect::Disabled => None,
+            Reconnect::Fixed(d) => Some(d),
+            Reconnect::Backoff { initial, max } => {
+                let d = initial.saturating_mul(1u32 << failures.min(20)).min(max);
+                let low = d / 2;
+                let spread = (d - low).as_millis() as u64;
+                Some(low + Duration::from_millis(rand::random_range(0..=spread)))
+            }
+        }
+    }
+}
+
+/// TCP keep-alive probes (the ESP client's `keep_alive_*`, defaults 5 s / 5 s / 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Default for TcpKeepalive {
+    fn default() -> Self {
+        TcpKeepalive {
+            idle: Duration::from_secs(5),
+            interval: Duration::from_secs(5),
+            count: 3,
+        }
+    }
+}
+
+/// Everything a [`crate::Client`] needs. Start from [`ClientConfig::new`] and override
+/// fields; the defaults are the ESP client's unless said otherwise.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `ws[s]://[user[:pass]@]host[:port][/path][?query]`.
+    pub uri: String,
+    /// Overrides the URI's host.
+    pub host: Option<String>,
+    /// Overrides the URI's port.
+    pub port: Option<u16>,
+    /// Overrides the URI's path (and query).
+    pub path: Option<String>,
+    /// Overrides the URI's user for Basic auth.
+    pub username: Option<String>,
+    /// Overrides the URI's password for Basic auth.
+    pub password: Option<String>,
+    /// An explicit `Authorization` value; wins over Basic auth from user and password.
+    pub authorization: Option<String>,
+    /// `Sec-WebSocket-Protocol` to offer (verbatim; a comma-separated list is fine).
+    pub subprotocol: Option<String>,
+    /// `User-Agent`; default `wsat/<version>`. The modem sends `ESP32 Websocket Client`.
+    pub user_agent: Option<String>,
+    /// Extra request headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Largest chunk delivered and largest frame sent (longer sends are fragmented);
+    /// default 1024.
+    pub buffer_size: usize,
+    /// Chunks (default) or whole messages.
+    pub delivery: Delivery,
+    /// When chunks are cut: full `buffer_size` chunks (default, deterministic) or as
+    /// bytes arrive.
+    pub chunk_policy: ChunkPolicy,
+    /// RFC 6455 validation of what the server sends (default on); off is the firmware's
+    /// leniency.
+    pub strict: bool,
+    /// Echo the server's close code when it closes (default on; the ESP client sends an
+    /// empty close).
+    pub echo_close_code: bool,
+    /// Client ping interval; default 10 s, `None` disables.
+    pub ping_interval: Option<Duration>,
+    /// Pong timeout; default 120 s, `None` disables (pings are still sent).
+    pub pong_timeout: Option<Duration>,
+    /// Restart the ping interval on every received frame (the firmware's client version)
+    /// instead of pinging on a fixed schedule (default).
+    pub ping_resets_on_receive: bool,
+    /// Bound on each network step: DNS + TCP connect, TLS, the upgrade; default 10 s.
+    pub network_timeout: Duration,
+    /// Reconnect policy; default fixed 10 s.
+    pub reconnect: Reconnect,
+    /// Reconnect even after a clean close (the ESP client's `enable_close_reconnect`).
+    pub reconnect_after_close: bool,
+    /// How long to wait for the server's close frame after ours; default 5 s.
+    pub close_timeout: Duration,
+    /// How long to wait for the server to close TCP after the closing handshake (1 s).
+    pub close_linger: Duration,
+    /// Redirects (301/302/303/307/308) followed per connect; default 5, 0 refuses them.
+    pub max_redirects: u32,
+    /// Refuse to send an upgrade request longer than this (the firmware: 1024).
+    pub max_request_len: Option<usize>,
+    /// Largest upgrade response head accepted; default 16 KiB.
+    pub max_response_head: usize,
+    /// TCP keep-alive; default off.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// TLS roots, client certificate and verification level for `wss://`.
+    pub tls: TlsConfig,
+    /// Events buffered before the client stops reading from the socket (backpressure).
+    pub event_capacity: usize,
+}
+
+impl ClientConfig {
+    /// The ESP client's defaults for `uri`.
+    pub fn new(uri: impl Into<String>) -> Self {
+        ClientConfig {
+            uri: uri.into(),
+            host: None,
+            port: None,
+            path: None,
+            username: None,
+            password: None,
+            authorization: None,
+            subprotocol: None,
+            user_agent: Some(concat!("wsat/", env!("CARGO_PKG_VERSION")).to_owned()),
+            headers: Vec::new(),
+            buffer_size: 1024,
+            delivery: Delivery::Chunks,
+            chunk_policy: ChunkPolicy::Full,
+            strict: true,
+            echo_close_code: true,
+            ping_interval: Some(Duration::from_secs(10)),
+            pong_timeout: Some(Duration::from_secs(120)),
+            ping_resets_on_receive: false,
+            network_timeout: Duration::from_secs(10),
+            reconnect: Reconnect::Fixed(Duration::from_secs(10)),
+            reconnect_after_close: false,
+            close_timeout: Duration::from_secs(5),
+            close_linger: Duration::from_secs(1),
+            max_redirects: 5,
+            max_request_len: None,
+            max_response_head: 16 * 1024,
+            tcp_keepalive: None,
+            tls: TlsConfig::default(),
+            event_capacity: 64,
+        }
+    }
+
+    /// Resolves the URI and the overrides into where to connect and what to send
+    /// (ESP precedence: URI first, then explicit fields).
+    pub fn target(&self) -> Result<Target, UriError> {
+        let mut uri = WsUri::parse(&self.uri)?;
+        if let Some(host) = &self.host {
+            uri.host = host.clone();
+        }
+        if self.port.is_some() {
+            uri.port = self.port;
+        }
+        if let Some(path) = &self.path {
+            match path.split_once('?') {
+                Some((p, q)) => (uri.path, uri.query) = (Some(p.to_owned()), Some(q.to_owned())),
+                None => (uri.path, uri.query) = (Some(path.clone()), None),
+            }
+        }
+        if self.username.is_some() {
+            uri.username = self.username.clone();
+        }
+        if self.password.is_some() {
+            uri.password = self.password.clone();
+        }
+        uri.tls()?;
+        Ok(Target { uri })
+    }
+
+    /// The upgrade request for `target`.
+    pub fn request(&self, target: &Target) -> HandshakeRequest {
+        let mut req = HandshakeRequest::for_uri(&target.uri);
+        if let Some(auth) = &self.authorization {
+            req.authorization = Some(auth.clone());
+        } else if let (Some(u), Some(p)) = (&target.uri.username, &target.uri.password) {
+            req.authorization = Some(basic_auth(u, p));
+        }
+        req.user_agent = self.user_agent.clone();
+        req.subprotocol = self.subprotocol.clone();
+        req.headers = self.headers.clone();
+        req
+    }
+}
+
+/// A resolved connection target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The URI with every override applied.
+    pub uri: WsUri,
+}
+
+impl Target {
+    /// Whether TLS is used.
+    pub fn tls(&self) -> bool {
+        self.uri.tls() == Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_fields_override_the_uri() {
+        let mut c = ClientConfig::new("ws://u:p@x:123/a?b");
+        c.port = Some(4567);
+        c.path = Some("/other?q=1".into());
+        let t = c.target().expect("valid");
+        assert_eq!(
+            (t.uri.host_header(), t.uri.request_target()),
+            ("x:4567".into(), "/other?q=1".into())
+        );
+        assert_eq!(c.request(&t).authorization.as_deref(), Some("Basic dTpw"));
+        c.authorization = Some("Bearer t".into());
+        assert_eq!(c.request(&t).authorization.as_deref(), Some("Bearer t"));
+        assert!(ClientConfig::new("INVALID").target().is_err());
+        assert!(ClientConfig::new("http2://h").target().is_err());
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let b = Reconnect::Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        for (n, hi) in [(0, 100), (1, 200), (3, 800), (10, 2000)] {
+            let d = b.delay(n).expect("enabled").as_millis() as u64;
+            assert!((hi / 2..=hi).contains(&d), "failure {n}: {d} ms");
+        }
+        assert_eq!(Reconnect::Disabled.delay(0), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! Connect and upgrade, following redirects up to the hop limit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+use wsat_proto::handshake::{ClientHandshake, HandshakeResponse};
+use wsat_proto::{Connection, ConnectionConfig, Role};
+
+use crate::config::{ClientConfig, Delivery, Target};
+use crate::event::Connected;
+use crate::transport::{self, Stream};
+use crate::ClientError;
+
+/// An open WebSocket: the stream, the protocol state (holding any bytes that came with
+/// the 101) and what the server said.
+pub(crate) struct Upgraded {
+    pub stream: Stream,
+    pub connection: Connection,
+    pub info: Connected,
+}
+
+/// The protocol configuration a client's connections use.
+pub(crate) fn connection_config(config: &ClientConfig) -> ConnectionConfig {
+    ConnectionConfig {
+        role: Role::Client,
+        strict: config.strict,
+        max_chunk: config.buffer_size.max(1),
+        chunk_policy: config.chunk_policy,
+        max_frame_len: match config.delivery {
+            Delivery::Messages { max_size } => Some(max_size as u64),
+            Delivery::Chunks => None,
+        },
+        ping_interval: config.ping_interval,
+        pong_timeout: config.pong_timeout,
+        ping_resets_on_receive: config.ping_resets_on_receive,
+        close_timeout: config.close_timeout,
+        echo_close_code: config.echo_close_code,
+    }
+}
+
+/// One connect attempt: TCP/TLS and the upgrade, then redirects. `before_hop` is called
+/// before every hop after the first (the ESP client's BEFORE_CONNECT per hop).
+pub(crate) async fn connect(
+    config: &ClientConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    mut before_hop: impl FnMut(&Target),
+) -> Result<Upgraded, ClientError> {
+    let mut target = config.target()?;
+    let mut hops = 0;
+    loop {
+        let mut stream = transport::connect(&target, config, tls).await?;
+        let handshake = ClientHandshake::new(&config.request(&target));
+        match exchange(&mut stream, &handshake, config).await? {
+            (
+                HandshakeResponse::Accepted {
+                    status,
+                    subprotocol,
+                    headers,
+                    head_len,
+                },
+                mut buf,
+            ) => {
+                let mut connection = Connection::new(connection_config(config), Instant::now());
+                let _ = buf.split_to(head_len);
+                connection.read_buf().extend_from_slice(&buf);
+                let uri = format!(
+                    "{}://{}{}",
+                    target.uri.scheme,
+                    target.uri.host_header(),
+                    target.uri.request_target()
+                );
+                let info = Connected {
+                    uri,
+                    status,
+                    subprotocol,
+                    headers,
+                };
+                return Ok(Upgraded {
+                    stream,
+                    connection,
+                    info,
+                });
+            }
+            (HandshakeResponse::Redirect { location, status, .. }, _) => {
+                if hops >= config.max_redirects {
+                    return Err(ClientError::TooManyRedirects(config.max_redirects));
+                }
+                hops += 1;
+                let next = target.uri.resolve(&location)?;
+                next.tls()?;
+                tracing::debug!(status, %location, "following redirect");
+                target = Target { uri: next };
+                before_hop(&target);
+            }
+        }
+    }
+}
+
+/// Sends the request and reads the response head, bounded by the network timeout.
+async fn exchange(
+    stream: &mut Stream,
+    handshake: &ClientHandshake,
+    config: &ClientConfig,
+) -> Result<(HandshakeResponse, BytesMut), ClientError> {
+    let request = handshake.request();
+    if let Some(limit) = config.max_request_len {
+        if request.len() > limit {
+            return Err(ClientError::RequestTooLarge {
+                len: request.len(),
+                limit,
+            });
+        }
+    }
+    let step = async {
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| ClientError::io("sending the upgrade request", e))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| ClientError::io("sending the upgrade request", e))?;
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            if let Some(resp) = handshake.parse_response(&buf, config.strict)? {
+                return Ok((resp, buf));
+            }
+            if buf.len() > config.max_response_head {
+                return Err(wsat_proto::handshake::HandshakeError::TooLarge(config.max_response_head).into());
+            }
+            buf.reserve(1024);
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| ClientError::io("reading the upgrade response", e))?;
+            if n == 0 {
+                return Err(ClientError::HandshakeEof);
+            }
+        }
+    };
+    timeout(config.network_timeout, step)
+        .await
+        .map_err(|_| ClientError::Timeout("WebSocket upgrade"))?
+}
