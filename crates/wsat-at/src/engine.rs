@@ -341,3 +341,7 @@ impl Engine {
         self.st.emit(output::READY);
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -24,6 +24,9 @@ mod state;
 mod types;
 mod uri;
 
+#[cfg(test)]
+mod testutil;
+
 pub use asctime::asctime;
 pub use commands::system::BUILD_STAMP;
 pub use engine::Engine;

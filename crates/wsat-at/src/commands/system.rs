@@ -241,3 +241,7 @@ fn query_sntptime(st: &mut State, _: &Params) -> Outcome {
     });
     Outcome::Await(Pending::Time { offset_minutes })
 }
+
+#[cfg(test)]
+#[path = "system_tests.rs"]
+mod tests;

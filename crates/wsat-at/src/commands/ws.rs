@@ -426,3 +426,7 @@ fn set_wsclose(st: &mut State, p: &Params) -> Outcome {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ws_tests.rs"]
+mod tests;
