@@ -1,1 +1,24 @@
-fn main() {}
+//! `wsat`: the ESP-AT WebSocket modem on a host, and WebSocket tools around it.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Args::parse();
+    cli::init_logging(args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsat: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsat: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Command-line parsing and dispatch (the fixed contract of DESIGN.md).
+
+mod connect;
+mod demo;
+mod echo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The ESP-AT WebSocket modem on a host, and WebSocket tools around it.
+#[derive(Debug, Parser)]
+#[command(name = "wsat", version, about, long_about = None, propagate_version = true)]
+pub struct Args {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an echo server: every text or binary message comes back with its type.
+    EchoServer(echo::EchoArgs),
+    /// Connect to a WebSocket server: stdin lines go out as messages, messages are printed.
+    Connect(connect::ConnectArgs),
+    /// Show wsat at work with nothing else needed: in-process servers, scripted sessions.
+    Demo,
+}
+
+/// Logs go to stderr, never to stdout (which `connect` and the modem's stdio port use).
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Runs one subcommand.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::EchoServer(args) => echo::run(args).await,
+        Command::Connect(args) => connect::run(args).await,
+        Command::Demo => demo::run().await,
+    }
+}

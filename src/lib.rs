@@ -1,0 +1,6 @@
+//! The `wsat` tool's library: the pieces the command line, the demo and the end-to-end
+//! tests share (the echo server and its TLS setup).
+
+pub mod echo_server;
+pub mod pki;
+pub mod tls_server;
