@@ -66,7 +66,10 @@ impl Engine {
 
     /// One arrival from the AT port (one "UART notification": `busy p...` is per call).
     pub fn feed(&mut self, chunk: &[u8]) {
-        let mut next: Option<Vec<u8>> = (!chunk.is_empty()).then(|| chunk.to_vec());
+        if chunk.is_empty() {
+            return;
+        }
+        let mut next = self.feed_once(chunk);
         while let Some(bytes) = next.take() {
             next = self.feed_once(&bytes);
         }

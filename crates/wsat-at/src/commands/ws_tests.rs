@@ -437,6 +437,27 @@ fn wssend_validation() {
 }
 
 #[test]
+fn wssend_close_opcode_is_sent_raw_and_keeps_the_link() {
+    let mut t = quiet();
+    let link = t.open(0);
+    assert_eq!(run(&mut t, "AT+WSSEND=0,2,8"), PROMPT);
+    t.io(&[0x03, 0xe8]);
+    assert_eq!(
+        t.action(),
+        Some(Action::Send {
+            link,
+            opcode: 8,
+            fin: true,
+            payload: vec![0x03, 0xe8],
+            timeout_ms: 10_000
+        })
+    );
+    t.e.complete(Completion::Send { link, ok: true });
+    assert_eq!(t.out(), esc(b"\r\nSEND OK\r\n"));
+    assert_eq!(t.e.link_state(0), Some(2));
+}
+
+#[test]
 fn wssend_on_a_disconnected_link_prompts_then_errors() {
     let mut t = quiet();
     let link = t.open(0);
