@@ -219,9 +219,10 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-/// Checks a `CA:TRUE` leaf by hand: within its validity period and signed by one of the
-/// configured CAs (matched by subject name).
-fn verify_ca_leaf(
+/// Checks a `CA:TRUE` leaf by hand, as mbedTLS and OpenSSL accept one: within its
+/// validity period and signed by one of `anchors` (matched by subject name). webpki
+/// refuses such leaves outright; the firmware's PKI is made of them.
+pub fn verify_ca_leaf(
     leaf: &CertificateDer<'_>,
     anchors: &[CertificateDer<'static>],
     now: UnixTime,
@@ -246,6 +247,19 @@ fn verify_ca_leaf(
         }
     }
     Err(bad(CertificateError::UnknownIssuer))
+}
+
+/// Whether webpki refused a certificate only because it is a CA used as a leaf.
+pub fn is_ca_used_as_end_entity(err: &RustlsError) -> bool {
+    match err {
+        RustlsError::InvalidCertificate(CertificateError::Other(other)) => {
+            matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            )
+        }
+        _ => false,
+    }
 }
 
 /// Accepts any certificate; signatures over the handshake are still checked so that the

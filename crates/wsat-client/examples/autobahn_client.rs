@@ -1,0 +1,83 @@
+//! Autobahn TestSuite testee: the standard client loop against a fuzzing server.
+//!
+//! `cargo run --release -p wsat-client --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
+//!
+//! Asks `/getCaseCount`, runs every `/runCase?case=N&agent=AGENT` echoing each text and
+//! binary message with its type, then `/updateReports?agent=AGENT`. The client runs strict
+//! (RFC 6455 validation), with chunks handed out as they arrive so invalid UTF-8 fails
+//! fast, and whole-message delivery.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use wsat_client::{ChunkPolicy, Client, ClientConfig, ClientError, Delivery, Event, Reconnect};
+
+const CASE_BOUND: Duration = Duration::from_secs(120);
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn config(uri: String) -> ClientConfig {
+    let mut c = ClientConfig::new(uri);
+    c.reconnect = Reconnect::Disabled;
+    c.ping_interval = None;
+    c.pong_timeout = None;
+    c.delivery = Delivery::Messages { max_size: 64 << 20 };
+    c.chunk_policy = ChunkPolicy::Eager;
+    c.buffer_size = 1 << 20;
+    c.close_timeout = Duration::from_secs(3);
+    c.user_agent = Some("wsat-autobahn".into());
+    c
+}
+
+/// Connects to `uri`, echoes messages if `echo`, and returns the text messages received.
+async fn run(uri: String, echo: bool) -> Result<Vec<String>, ClientError> {
+    let (client, mut events) = Client::start(config(uri))?;
+    let mut texts = Vec::new();
+    let work = async {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Message(m) => {
+                    if echo {
+                        // Sending fails once the server has started closing; that is expected.
+                        let _ = client.send_frame(m.opcode, true, m.payload.clone(), SEND_TIMEOUT).await;
+                    }
+                    texts.push(String::from_utf8_lossy(&m.payload).into_owned());
+                }
+                Event::Finish => break,
+                _ => {}
+            }
+        }
+    };
+    if tokio::time::timeout(CASE_BOUND, work).await.is_err() {
+        client.stop(Duration::from_secs(1)).await;
+    }
+    Ok(texts)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let base = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
+    let agent = args.next().unwrap_or_else(|| "wsat".into());
+    let count = match run(format!("{base}/getCaseCount"), false).await {
+        Ok(texts) => texts.first().and_then(|t| t.trim().parse::<u32>().ok()),
+        Err(e) => {
+            eprintln!("autobahn_client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(count) = count else {
+        eprintln!("autobahn_client: no case count from {base}/getCaseCount");
+        return ExitCode::FAILURE;
+    };
+    eprintln!("autobahn_client: {count} cases");
+    for case in 1..=count {
+        if let Err(e) = run(format!("{base}/runCase?case={case}&agent={agent}"), true).await {
+            eprintln!("autobahn_client: case {case}: {e}");
+        }
+    }
+    if let Err(e) = run(format!("{base}/updateReports?agent={agent}"), false).await {
+        eprintln!("autobahn_client: updateReports: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
