@@ -1,0 +1,78 @@
+//! Shared pieces of the end-to-end tests: event collection with deadlines and small
+//! scripted peers for the fault cases real servers do not produce on demand.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use wsat_client::{Event, Events};
+
+/// How long any single expected event may take before the test fails.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// The next event, failing the test after [`STEP`].
+pub async fn next(events: &mut Events) -> Event {
+    match tokio::time::timeout(STEP, events.recv()).await {
+        Ok(Some(ev)) => ev,
+        Ok(None) => panic!("event stream ended"),
+        Err(_) => panic!("no event within {STEP:?}"),
+    }
+}
+
+/// Events until one matches `stop` (included), failing after [`STEP`] per event.
+pub async fn until(events: &mut Events, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let ev = next(events).await;
+        let done = stop(&ev);
+        seen.push(ev);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// A scripted TCP peer on 127.0.0.1: `handler` runs for each accepted connection.
+pub async fn scripted_peer<F, Fut>(handler: F) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("bound");
+    let task = tokio::spawn(async move {
+        let handler = std::sync::Arc::new(handler);
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            conns.spawn(handler(tcp));
+        }
+    });
+    (addr, task)
+}
+
+/// Reads an upgrade request and answers 101; returns bytes that followed the request.
+pub async fn accept_upgrade(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf) {
+            let resp = wsat_proto::handshake::accept_response(&req.key, None);
+            tcp.write_all(&resp).await.expect("write 101");
+            return buf.split_off(req.head_len);
+        }
+        let n = tcp.read(&mut chunk).await.expect("read request");
+        assert!(n > 0, "client left during the upgrade");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until the peer closes, discarding everything.
+pub async fn drain(tcp: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+}
