@@ -32,6 +32,9 @@ export WSAT_REQUIRE_PEERS=1
 if [[ -d "$root/../shared" ]]; then
     WSAT_SHARED="$(cd "$root/../shared" && pwd)"
     export WSAT_SHARED
+elif [[ -n "${WSAT_SHARED:-}" && -d "$WSAT_SHARED" ]]; then
+    export WSAT_SHARED
+    echo "note: ../shared is absent; using WSAT_SHARED=$WSAT_SHARED from the environment"
 else
     unset WSAT_SHARED
     echo "WARNING: $root/../shared is absent: the tests that read it (seed examples, firmware PKI)"
@@ -56,17 +59,24 @@ section "5/6 cargo test --workspace"
 cargo test --workspace 2>&1 | tee "$test_log"
 
 section "6/6 Autobahn TestSuite (scripts/autobahn.sh)"
+ab_rc=0
 if [[ "${WSAT_SKIP_AUTOBAHN:-}" == "1" ]]; then
     if [[ "${CI:-}" == "true" ]]; then
         echo "test.sh: WSAT_SKIP_AUTOBAHN=1 is not allowed in CI" >&2
         exit 1
     fi
-    echo "SKIPPED: WSAT_SKIP_AUTOBAHN=1 (local knob)"
+    echo "autobahn: SKIPPED (WSAT_SKIP_AUTOBAHN=1, a local knob)" | tee "$ab_log"
 else
-    scripts/autobahn.sh 2>&1 | tee "$ab_log"
+    scripts/autobahn.sh 2>&1 | tee "$ab_log" || ab_rc=$?
 fi
 
-section "summary: all steps passed in $((SECONDS - t0)) s"
-grep -E '^autobahn: [0-9]+ passed' "$ab_log" || true
+# Repeat the results at the very end: Autobahn's line, then cargo test's own summary lines.
+section "summary"
+grep -E '^autobahn: ([0-9]+ passed|SKIPPED)' "$ab_log" || echo "autobahn: no result (see above)"
 echo "cargo test --workspace:"
 grep -E '^(test result:|     Running|   Doc-tests)' "$test_log"
+if [[ $ab_rc -ne 0 ]]; then
+    echo "test.sh: FAILED in step 6/6 (Autobahn) after $((SECONDS - t0)) s" >&2
+    exit 1
+fi
+echo "test.sh: all steps passed in $((SECONDS - t0)) s"
