@@ -126,7 +126,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                     connected = connected && args.reconnect_ms.is_some();
                 }
                 Some(Event::Closed { code, reason }) => {
-                    eprintln!("closed by the server: code {} {reason}", code.map_or("none".into(), |c| c.to_string()));
+                    eprintln!("closed: code {} {reason}", code.map_or("none".into(), |c| c.to_string()));
                 }
                 Some(_) => {}
             },

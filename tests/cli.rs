@@ -1,0 +1,143 @@
+//! The `wsat` binary: `echo-server` and `connect` talking to each other, `demo`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wsat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsat"))
+}
+
+/// Starts `wsat echo-server` on a free port and returns it once it listens.
+fn echo_server(extra: &[&str]) -> (Killed, u16) {
+    let port = wsat_testkit::free_port();
+    let child = wsat()
+        .args(["echo-server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn echo-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "echo-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Killed(child), port)
+}
+
+fn exit_within(child: &mut Child, bound: Duration) -> Option<i32> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connect_and_echo_server_talk_and_eof_closes_cleanly() {
+    let (_server, port) = echo_server(&[]);
+    let mut child = wsat()
+        .args(["connect", &format!("ws://127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn connect");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    for line in ["first line", "ünïcödé ✓", "/ping hi", "last"] {
+        writeln!(stdin, "{line}").expect("write");
+        stdin.flush().expect("flush");
+        if line.starts_with("/ping") {
+            continue; // a ping is not echoed as a message
+        }
+        let mut out = String::new();
+        stdout.read_line(&mut out).expect("read");
+        assert_eq!(out, format!("{line}\n"));
+    }
+    drop(stdin);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(10)), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(err.contains("connected to ws://127.0.0.1"), "{err}");
+}
+
+#[test]
+fn connect_to_nothing_fails_with_a_clear_error() {
+    let port = wsat_testkit::free_port();
+    let out = wsat()
+        .args(["connect", &format!("ws://127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TCP connect") && err.contains("refused"), "{err}");
+}
+
+#[test]
+fn mutual_tls_between_the_two_commands() {
+    let pki = wsat_testkit::TestPki::generate();
+    let (_dir, files) = pki.write_tempdir();
+    let s = |p: &std::path::Path| p.display().to_string();
+    let (_server, port) = echo_server(&[
+        "--cert",
+        &s(&files.server.cert),
+        "--key",
+        &s(&files.server.key),
+        "--client-ca",
+        &s(&files.ca.cert),
+    ]);
+    let uri = format!("wss://127.0.0.1:{port}");
+    let run = |extra: &[String]| {
+        let mut child = wsat()
+            .args(["connect", &uri, "--ca", &s(&files.ca.cert)])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn connect");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let _ = writeln!(stdin, "secret");
+        drop(stdin);
+        let mut out = String::new();
+        let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut out);
+        (out, exit_within(&mut child, Duration::from_secs(10)))
+    };
+    let with_cert = run(&[
+        "--cert".into(),
+        s(&files.client.cert),
+        "--key".into(),
+        s(&files.client.key),
+    ]);
+    assert_eq!(with_cert, ("secret\n".into(), Some(0)));
+    let (out, code) = run(&[]);
+    assert_eq!((out.as_str(), code), ("", Some(1)), "no client certificate, no echo");
+}
+
+#[test]
+fn demo_runs_its_sessions() {
+    let out = wsat().arg("demo").output().expect("run demo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("<- FINISH").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("payload_len=2000 offset=1024 len=976").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("CLOSED code=Some(1000)"), "{text}");
+}
