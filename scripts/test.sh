@@ -5,7 +5,7 @@
 #   2. env         WSAT_PYTHON, WSAT_REQUIRE_PEERS=1 (no silent skips), WSAT_SHARED
 #   3. fmt         cargo fmt --all -- --check
 #   4. clippy      cargo clippy --workspace --all-targets -- -D warnings
-#   5. test        cargo test --workspace
+#   5. test        cargo test --workspace --no-fail-fast (every test binary runs, all failures shown)
 #   6. autobahn    scripts/autobahn.sh (kosoku fuzzingserver, cases 1-7, 9, 10; gated)
 #
 # Env knobs (local use only; CI sets none of them):
@@ -53,10 +53,10 @@ echo "fmt: OK"
 section "4/6 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "5/6 cargo test --workspace"
+section "5/6 cargo test --workspace --no-fail-fast"
 # The full output streams as usual; a copy is kept to repeat cargo test's own summary lines
 # ("test result: ...") at the very end.
-cargo test --workspace 2>&1 | tee "$test_log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
 
 section "6/6 Autobahn TestSuite (scripts/autobahn.sh)"
 ab_rc=0
@@ -73,7 +73,7 @@ fi
 # Repeat the results at the very end: Autobahn's line, then cargo test's own summary lines.
 section "summary"
 grep -E '^autobahn: ([0-9]+ passed|SKIPPED)' "$ab_log" || echo "autobahn: no result (see above)"
-echo "cargo test --workspace:"
+echo "cargo test --workspace --no-fail-fast:"
 grep -E '^(test result:|     Running|   Doc-tests)' "$test_log"
 if [[ $ab_rc -ne 0 ]]; then
     echo "test.sh: FAILED in step 6/6 (Autobahn) after $((SECONDS - t0)) s" >&2

@@ -35,6 +35,7 @@
 mod pki;
 mod seed;
 
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -96,8 +97,9 @@ pub fn peers_required() -> bool {
 /// Report that `test` cannot run because of `reason`, in the way the environment demands.
 ///
 /// With `WSAT_REQUIRE_PEERS=1` this panics (the test fails, telling to run `scripts/test.sh`),
-/// so CI can never skip silently. Otherwise it prints `SKIPPED <test>: <reason>` to stderr and
-/// returns, and the caller should return early from the test.
+/// so CI can never skip silently. Otherwise it prints `SKIPPED <test>: <reason>` to stderr
+/// (uncaptured, so it shows in a plain `cargo test`) and returns; the caller should then return
+/// early from the test.
 pub fn skip(test: &str, reason: &str) {
     skip_as(peers_required(), test, reason);
 }
@@ -106,12 +108,15 @@ pub fn skip(test: &str, reason: &str) {
 fn skip_as(required: bool, test: &str, reason: &str) {
     if required {
         panic!(
-            "{test}: {reason}; {ENV_REQUIRE_PEERS}=1 forbids skipping. \
-             Run scripts/test.sh (it creates .venv and sets {ENV_PYTHON}/{ENV_SHARED}), \
-             or unset {ENV_REQUIRE_PEERS} to skip locally."
+            "{test}: {reason}; {ENV_REQUIRE_PEERS}=1 forbids skipping. The peers come from \
+             scripts/test.sh (it creates .venv and exports {ENV_PYTHON}) and from the shared \
+             reference directory beside the repository (../shared, or {ENV_SHARED}); \
+             unset {ENV_REQUIRE_PEERS} to skip locally."
         );
     }
-    eprintln!("SKIPPED {test}: {reason}");
+    // Straight to the stderr handle, not eprintln!: libtest captures eprintln! output of passing
+    // tests, and a skip must stay visible in a plain `cargo test` run.
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
 }
 
 /// Why the Python peers venv is unavailable, or `None` when [`python`] finds it.
@@ -208,7 +213,11 @@ mod tests {
 
     #[test]
     fn skip_returns_when_peers_are_optional() {
-        skip_as(false, "some_test", "the peer is absent");
+        skip_as(
+            false,
+            "(testkit self-test: this is what a skip looks like)",
+            "the peer is absent",
+        );
     }
 
     #[test]
