@@ -2,5 +2,6 @@
 //! tests share (the echo server and its TLS setup).
 
 pub mod echo_server;
+pub mod modem;
 pub mod pki;
 pub mod tls_server;

@@ -3,6 +3,7 @@
 mod connect;
 mod demo;
 mod echo;
+mod modem;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,9 @@ pub struct Args {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Be an ESP-AT WebSocket modem: answer the AT command set byte for byte like the chip,
+    /// on stdio (default), a TCP socket, a pseudo-terminal or a serial port.
+    Modem(modem::ModemArgs),
     /// Run an echo server: every text or binary message comes back with its type.
     EchoServer(echo::EchoArgs),
     /// Connect to a WebSocket server: stdin lines go out as messages, messages are printed.
@@ -50,6 +54,7 @@ pub fn init_logging(verbose: u8) {
 /// Runs one subcommand.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Modem(args) => modem::run(args).await,
         Command::EchoServer(args) => echo::run(args).await,
         Command::Connect(args) => connect::run(args).await,
         Command::Demo => demo::run().await,

@@ -1,0 +1,132 @@
+//! `wsat modem`: the ESP-AT WebSocket AT port.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use wsat::modem::link::LinkTiming;
+use wsat::modem::trace::Trace;
+use wsat::modem::{pki, port, Modem, ModemOptions};
+use wsat_at::{EngineConfig, Firmware};
+
+/// Which firmware to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirmwareArg {
+    /// ESP-AT v4.1–v5.0 (the seed documents): the default.
+    V5,
+    /// Current master: AT+WSDATAFMT, the <fin> parameter of AT+WSSEND, 16 KiB limits.
+    Master,
+}
+
+/// Options of `wsat modem`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("transport").multiple(false))]
+pub struct ModemArgs {
+    /// Serve the AT port on standard input and output (the default).
+    #[arg(long, group = "transport")]
+    stdio: bool,
+    /// Listen for one AT client at a time on this TCP address (e.g. 127.0.0.1:3333); links,
+    /// headers and configuration survive the client reconnecting.
+    #[arg(long, value_name = "ADDR", group = "transport")]
+    tcp: Option<String>,
+    /// Create a pseudo-terminal (raw mode) and print its path on stderr.
+    #[arg(long, group = "transport")]
+    pty: bool,
+    /// With --pty: keep a symlink to the pty at PATH (like socat's link=).
+    #[arg(long, value_name = "PATH", requires = "pty")]
+    link: Option<PathBuf>,
+    /// Open a serial device (USB-serial adapter, UART), 8N1.
+    #[arg(long, value_name = "DEV", group = "transport")]
+    serial: Option<String>,
+    /// Baud rate for --serial.
+    #[arg(long, default_value_t = 115_200, requires = "serial")]
+    baud: u32,
+    /// Folder with the firmware's wss PKI: wss_ca_NN.crt, wss_client_NN.crt, wss_client_NN.key.
+    #[arg(long, value_name = "DIR")]
+    pki: Option<PathBuf>,
+    /// Number of WebSocket links (link ids 0..N-1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    links: u16,
+    /// Firmware behaviour to reproduce.
+    #[arg(long, value_enum, default_value_t = FirmwareArg::V5)]
+    firmware: FirmwareArg,
+    /// Delay before each reconnect attempt (the firmware waits 10–15 s, typically 15).
+    #[arg(long, value_name = "MS", default_value_t = 15_000)]
+    reconnect_delay_ms: u64,
+    /// Delay between +WS_DISCONNECTED and the ERROR of a failed AT+WSOPEN (the firmware: ≈5 s).
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    open_error_delay_ms: u64,
+    /// Bound on each network step of a link: TCP connect, TLS, upgrade (the firmware: 10 s).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    network_timeout_ms: u64,
+    /// Record every AT byte, both directions, with timestamps.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+}
+
+pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
+    let pki = match &args.pki {
+        Some(dir) => pki::load(dir).with_context(|| format!("loading the PKI from {}", dir.display()))?,
+        None => wsat_at::Pki::default(),
+    };
+    let engine = EngineConfig {
+        links: usize::from(args.links),
+        firmware: match args.firmware {
+            FirmwareArg::V5 => Firmware::V5,
+            FirmwareArg::Master => Firmware::Master,
+        },
+        pki,
+        ..EngineConfig::default()
+    };
+    let trace = args
+        .trace
+        .as_deref()
+        .map(Trace::create)
+        .transpose()
+        .context("creating the trace file")?;
+    let timing = LinkTiming {
+        reconnect_delay: Duration::from_millis(args.reconnect_delay_ms),
+        open_error_delay: Duration::from_millis(args.open_error_delay_ms),
+        network_timeout: Duration::from_millis(args.network_timeout_ms),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut options = ModemOptions {
+        engine,
+        timing,
+        banner_per_attach: false,
+        exit_on_detach: false,
+        trace,
+    };
+    let _pty;
+    if let Some(addr) = &args.tcp {
+        let local = port::tcp(addr, tx)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        eprintln!("wsat modem: AT port on tcp://{local}");
+        options.banner_per_attach = true;
+    } else if args.pty {
+        let pty = port::pty(args.link.as_deref(), tx).context("creating the pseudo-terminal")?;
+        match &pty.link {
+            Some(link) => eprintln!(
+                "wsat modem: AT port on {} (linked from {})",
+                pty.path.display(),
+                link.display()
+            ),
+            None => eprintln!("wsat modem: AT port on {}", pty.path.display()),
+        }
+        _pty = pty;
+    } else if let Some(dev) = &args.serial {
+        port::serial(dev, args.baud, tx).with_context(|| format!("opening {dev}"))?;
+        eprintln!("wsat modem: AT port on {dev} at {} baud", args.baud);
+    } else {
+        port::stdio(tx);
+        options.exit_on_detach = true;
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    Modem::new(options).run(rx, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}

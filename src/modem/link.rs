@@ -1,0 +1,241 @@
+//! One AT link: a wsat-client configured as the firmware's ESP client, translating its
+//! events into the engine's link events and completions, in the firmware's order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use wsat_at::{Completion, LinkEvent, LinkHandle, OpenRequest};
+use wsat_client::{Client, ClientConfig, Delivery, Event, Events, LinkState, OpCode, Reconnect, Verification};
+use wsat_proto::handshake::ESP_USER_AGENT;
+
+/// Timing of the firmware that is not part of any AT parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTiming {
+    /// Delay between a disconnect and the next connect attempt (firmware: 10–15 s).
+    pub reconnect_delay: Duration,
+    /// Delay between `+WS_DISCONNECTED` and the `ERROR` of a failed AT+WSOPEN (firmware: ≈5 s).
+    pub open_error_delay: Duration,
+    /// Bound on each network step (firmware: 10 s).
+    pub network_timeout: Duration,
+}
+
+/// What a link reports to the modem loop.
+#[derive(Debug)]
+pub enum LinkMsg {
+    /// A link event for the engine (URCs, state).
+    Event(LinkHandle, LinkEvent),
+    /// The result of an action.
+    Done(Completion),
+}
+
+/// What the modem loop asks of a running link.
+#[derive(Debug)]
+pub enum LinkCmd {
+    /// AT+WSSEND's payload.
+    Send {
+        opcode: u8,
+        fin: bool,
+        payload: Vec<u8>,
+        timeout_ms: u32,
+    },
+    /// AT+WSCLOSE: drop without a close frame.
+    Close,
+}
+
+/// The client configuration the firmware would use for `request`.
+pub fn client_config(request: &OpenRequest, timing: &LinkTiming) -> ClientConfig {
+    let cfg = &request.config;
+    let mut c = ClientConfig::new(&request.uri);
+    c.user_agent = Some(ESP_USER_AGENT.to_owned());
+    c.subprotocol = request.subprotocol.clone();
+    c.authorization = request.authorization.clone();
+    // The library writes "<key>: <value>", the value verbatim (leading space kept).
+    c.headers = request.headers.clone();
+    c.buffer_size = cfg.buffer_size.max(1);
+    c.delivery = Delivery::Chunks;
+    c.strict = false;
+    c.echo_close_code = false;
+    c.ping_interval = Some(Duration::from_secs(u64::from(cfg.ping_interval_s)));
+    c.pong_timeout = Some(Duration::from_secs(u64::from(cfg.pong_timeout_s)));
+    c.ping_resets_on_receive = true;
+    c.network_timeout = timing.network_timeout;
+    c.reconnect = Reconnect::Fixed(timing.reconnect_delay);
+    c.close_timeout = Duration::from_secs(1);
+    c.close_linger = Duration::from_secs(1);
+    // The firmware's client (esp_websocket_client 1.2.x) follows no redirects and keeps the
+    // whole request and response head within its 1024-byte handshake buffer.
+    c.max_redirects = 0;
+    c.max_request_len = Some(1023);
+    c.max_response_head = 1022;
+    c.tls.verification = if cfg.auth_mode & 2 != 0 {
+        Verification::ChainOnly
+    } else {
+        Verification::None
+    };
+    if cfg.auth_mode & 2 != 0 {
+        c.tls.ca_pem = cfg.ca_pem.clone();
+    }
+    if cfg.auth_mode & 1 != 0 {
+        c.tls.client_cert_pem = cfg.client_cert_pem.clone();
+        c.tls.client_key_pem = cfg.client_key_pem.clone();
+    }
+    c
+}
+
+/// Runs one link from AT+WSOPEN to its end: the open (with the firmware's failure timing),
+/// then events, sends and the close. Every action gets its completion.
+pub async fn run(
+    link: LinkHandle,
+    request: OpenRequest,
+    timing: LinkTiming,
+    up: mpsc::UnboundedSender<LinkMsg>,
+    mut commands: mpsc::UnboundedReceiver<LinkCmd>,
+) {
+    let report = |msg| {
+        let _ = up.send(msg);
+    };
+    let (client, mut events) = match Client::start(client_config(&request, &timing)) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::warn!(link = link.id, "cannot start the link: {e}");
+            report(LinkMsg::Done(Completion::Open { link, ok: false }));
+            return;
+        }
+    };
+    if !open(link, &request, &timing, &mut events, &report).await {
+        client.stop(Duration::from_secs(1)).await;
+        report(LinkMsg::Done(Completion::Open { link, ok: false }));
+        return;
+    }
+    report(LinkMsg::Done(Completion::Open { link, ok: true }));
+
+    type Sending = Pin<Box<dyn Future<Output = bool> + Send>>;
+    let mut sending: Option<Sending> = None;
+    let mut events_open = true;
+    loop {
+        tokio::select! {
+            ev = events.recv(), if events_open => match ev {
+                None | Some(Event::Finish) => {
+                    events_open = false;
+                    if sending.is_none() {
+                        return;
+                    }
+                }
+                Some(ev) => forward(link, ev, &report),
+            },
+            cmd = commands.recv() => match cmd {
+                None => {
+                    client.stop(Duration::from_secs(1)).await;
+                    return;
+                }
+                Some(LinkCmd::Send { opcode, fin, payload, timeout_ms }) => {
+                    sending = Some(Box::pin(send(client.clone(), opcode, fin, payload, timeout_ms)));
+                }
+                Some(LinkCmd::Close) => {
+                    client.stop(Duration::from_secs(2)).await;
+                    report(LinkMsg::Done(Completion::Close { link }));
+                    return;
+                }
+            },
+            ok = async { match sending.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
+                sending = None;
+                if !ok && events_open {
+                    // A write error aborts the link inside the send: its +WS_DISCONNECTED
+                    // comes before the ERROR.
+                    let settle = Instant::now() + Duration::from_millis(200);
+                    while client.state() != LinkState::Connected && Instant::now() < settle {
+                        match tokio::time::timeout_at(settle, events.recv()).await {
+                            Ok(Some(Event::Finish)) | Ok(None) => { events_open = false; break; }
+                            Ok(Some(ev)) => {
+                                let disconnected = matches!(ev, Event::Disconnected(_));
+                                forward(link, ev, &report);
+                                if disconnected { break; }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                report(LinkMsg::Done(Completion::Send { link, ok }));
+                if !events_open {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The open: connected, or failed with the firmware's URCs and timing. `true` if up.
+async fn open(
+    link: LinkHandle,
+    request: &OpenRequest,
+    timing: &LinkTiming,
+    events: &mut Events,
+    report: &impl Fn(LinkMsg),
+) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
+    // After the deadline, the attempt in progress still runs to its end (bounded by the
+    // network timeout), as the firmware's cleanup waits for it.
+    let last_chance = deadline + timing.network_timeout * 3 + Duration::from_secs(1);
+    let mut timed_out = false;
+    loop {
+        let until = if timed_out { last_chance } else { deadline };
+        match tokio::time::timeout_at(until, events.recv()).await {
+            Ok(Some(Event::Connected(_))) => {
+                report(LinkMsg::Event(link, LinkEvent::Connected));
+                if timed_out {
+                    return false; // "+WS_CONNECTED" then ERROR: the link is torn down at once
+                }
+                return true;
+            }
+            Ok(Some(Event::Disconnected(_))) => {
+                report(LinkMsg::Event(link, LinkEvent::Disconnected));
+                tokio::time::sleep(timing.open_error_delay).await;
+                return false;
+            }
+            Ok(Some(Event::Finish)) | Ok(None) => return false,
+            Ok(Some(_)) => {}
+            Err(_) if !timed_out => timed_out = true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Translates a client event into the engine's link event.
+fn forward(link: LinkHandle, event: Event, report: &impl Fn(LinkMsg)) {
+    let ev = match event {
+        Event::BeforeConnect { .. } => LinkEvent::Connecting,
+        Event::Connected(_) => LinkEvent::Connected,
+        Event::Disconnected(_) => LinkEvent::Disconnected,
+        // +WS_CLOSED is printed when the close frame arrives; the library finishes the
+        // handshake in the background and the AT layer forgets the link at once.
+        Event::Data(d) if d.opcode == OpCode::CLOSE => LinkEvent::Closed,
+        Event::Data(d) => LinkEvent::Data {
+            opcode: d.opcode.value(),
+            fin: d.fin,
+            payload_len: d.payload_len,
+            offset: d.offset,
+            chunk: d.data.to_vec(),
+        },
+        Event::Message(_) | Event::Error(_) | Event::Closed { .. } | Event::Finish => return,
+    };
+    report(LinkMsg::Event(link, ev));
+}
+
+/// AT+WSSEND: while a reconnect attempt runs the firmware's send waits for it (the link
+/// task holds the lock); otherwise a link that is not connected fails at once.
+async fn send(client: Client, opcode: u8, fin: bool, payload: Vec<u8>, timeout_ms: u32) -> bool {
+    // A timeout of 0 means "do not wait" on the chip; a write still needs a moment here.
+    let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms.max(100)));
+    while client.state() == LinkState::Connecting && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let len = payload.len();
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    matches!(client.send_part(OpCode::from_bits(opcode), Bytes::from(payload), fin, remaining).await, Ok(n) if n == len)
+}
