@@ -129,15 +129,15 @@ fn mutual_tls_between_the_two_commands() {
 }
 
 #[test]
-fn demo_runs_its_sessions() {
+fn demo_plays_the_seed_sessions_byte_for_byte() {
     let out = wsat().arg("demo").output().expect("run demo");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("<- FINISH").count(), 2, "{text}");
-    assert_eq!(
-        text.matches("payload_len=2000 offset=1024 len=976").count(),
-        2,
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("D: +WS_CONNECTED:0\\r\\n").count(), 2, "{text}");
+    assert_eq!(text.matches("D: +WS_DATA:0,4,test\\r\\n").count(), 2, "{text}");
+    assert!(text.contains("H: AT+WSCFG=0,30,60,4096,3,0,0\\r\\n"), "{text}");
+    assert!(
+        text.contains("Every answer above matched the firmware's bytes."),
         "{text}"
     );
-    assert!(text.contains("CLOSED code=Some(1000)"), "{text}");
 }

@@ -1,138 +1,176 @@
-//! `wsat demo`: wsat at work with nothing else on the machine. An in-process echo
-//! server (ws, and wss with mutual TLS on certificates generated now) and a client
-//! session against each, printed as a transcript of the ESP client's events.
+//! `wsat demo`: the seed documents' two AT sessions, played against an in-process modem
+//! and in-process echo servers, with nothing else needed on the machine: a ws echo, and
+//! wss with mutual TLS on certificates generated just now (`AT+WSCFG=0,30,60,4096,3,0,0`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
+use tokio::sync::mpsc;
 use wsat::echo_server::EchoServer;
+use wsat::modem::link::LinkTiming;
+use wsat::modem::port::{PortEvent, PortWriter};
+use wsat::modem::{Modem, ModemOptions};
 use wsat::pki::DemoPki;
 use wsat::tls_server::server_config;
-use wsat_client::{Client, ClientConfig, Event, OpCode, Reconnect, Verification};
+use wsat_at::{EngineConfig, Pki};
 
-const STEP: Duration = Duration::from_secs(5);
+/// How long one answer may take.
+const ANSWER: Duration = Duration::from_secs(10);
 
 pub async fn run() -> anyhow::Result<ExitCode> {
     let pki = DemoPki::generate().context("generating the demo PKI")?;
     let ws = EchoServer::bind("127.0.0.1:0", None).await?;
-    let ws_uri = format!("ws://{}", ws.local_addr()?);
+    let ws_addr = ws.local_addr()?;
     let tls = server_config(
         pki.server.cert.as_bytes(),
         pki.server.key.as_bytes(),
         Some(pki.ca.cert.as_bytes()),
     )?;
     let wss = EchoServer::bind("127.0.0.1:0", Some(tls)).await?;
-    let wss_uri = format!("wss://{}", wss.local_addr()?);
+    let wss_addr = wss.local_addr()?;
     let servers = [ws.spawn(), wss.spawn()];
 
-    println!("# wsat demo: ESP WebSocket client semantics against in-process echo servers\n");
-    println!("## {ws_uri} (plain TCP)");
-    session(ClientConfig::new(&ws_uri)).await?;
+    // The modem's factory PKI: CA #0 verifies the server, client certificate #0 is ours.
+    let engine = EngineConfig {
+        pki: Pki {
+            cas: vec![pki.ca.cert.clone().into_bytes()],
+            client_certs: vec![pki.client.cert.clone().into_bytes()],
+            client_keys: vec![pki.client.key.clone().into_bytes()],
+        },
+        ..EngineConfig::default()
+    };
+    let timing = LinkTiming {
+        reconnect_delay: Duration::from_secs(15),
+        open_error_delay: Duration::from_secs(5),
+        network_timeout: Duration::from_secs(10),
+    };
+    let (port_tx, port_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let _ = port_tx.send(PortEvent::Attached(PortWriter::Channel(out_tx)));
+    let options = ModemOptions {
+        engine,
+        timing,
+        banner_per_attach: false,
+        exit_on_detach: true,
+        trace: None,
+    };
+    let modem = tokio::spawn(Modem::new(options).run(port_rx, std::future::pending()));
+    let mut host = Host {
+        port: port_tx,
+        output: out_rx,
+    };
 
-    println!("\n## {wss_uri} (TLS, mutual authentication with certificates generated just now)");
-    let mut config = ClientConfig::new(&wss_uri);
-    config.tls.ca_pem = Some(pki.ca.cert.clone().into_bytes());
-    config.tls.client_cert_pem = Some(pki.client.cert.clone().into_bytes());
-    config.tls.client_key_pem = Some(pki.client.key.clone().into_bytes());
-    config.tls.verification = Verification::Full;
-    session(config).await?;
+    println!("# wsat demo: the ESP-AT WebSocket examples, played against `wsat modem`");
+    println!("# H: what the MCU sends, D: what the modem answers (byte for byte, escaped)\n");
+    host.expect("\r\nready\r\n").await?;
+    println!("## WebSocket over TCP (echo server at ws://{ws_addr})");
+    host.exchange("AT+CWMODE=1\r\n", "AT+CWMODE=1\r\n\r\nOK\r\n").await?;
+    host.exchange(
+        "AT+CWJAP=\"espressif\",\"1234567890\"\r\n",
+        "AT+CWJAP=\"espressif\",\"1234567890\"\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n\r\nOK\r\n",
+    )
+    .await?;
+    let open = format!("AT+WSOPEN=0,\"ws://{ws_addr}\"\r\n");
+    host.exchange(&open, &format!("{open}+WS_CONNECTED:0\r\n\r\nOK\r\n"))
+        .await?;
+    host.exchange("AT+WSSEND=0,4\r\n", "AT+WSSEND=0,4\r\n\r\nOK\r\n\r\n>")
+        .await?;
+    host.exchange("test", "\r\nSEND OK\r\n+WS_DATA:0,4,test\r\n").await?;
+    host.exchange("AT+WSCLOSE=0\r\n", "AT+WSCLOSE=0\r\n\r\nOK\r\n").await?;
 
+    println!("\n## WebSocket over TLS, mutual authentication (echo server at wss://{wss_addr})");
+    host.exchange(
+        "AT+CIPSNTPCFG=1,8,\"cn.ntp.org.cn\",\"ntp.sjtu.edu.cn\"\r\n",
+        "AT+CIPSNTPCFG=1,8,\"cn.ntp.org.cn\",\"ntp.sjtu.edu.cn\"\r\n\r\nOK\r\n+TIME_UPDATED\r\n",
+    )
+    .await?;
+    host.send("AT+CIPSNTPTIME?\r\n");
+    host.expect_prefix("AT+CIPSNTPTIME?\r\n+CIPSNTPTIME:", "\r\nOK\r\n")
+        .await?;
+    host.exchange(
+        "AT+WSCFG=0,30,60,4096,3,0,0\r\n",
+        "AT+WSCFG=0,30,60,4096,3,0,0\r\n\r\nOK\r\n",
+    )
+    .await?;
+    let open = format!("AT+WSOPEN=0,\"wss://{wss_addr}\"\r\n");
+    host.exchange(&open, &format!("{open}+WS_CONNECTED:0\r\n\r\nOK\r\n"))
+        .await?;
+    host.exchange("AT+WSSEND=0,4\r\n", "AT+WSSEND=0,4\r\n\r\nOK\r\n\r\n>")
+        .await?;
+    host.exchange("test", "\r\nSEND OK\r\n+WS_DATA:0,4,test\r\n").await?;
+    host.exchange("AT+WSCLOSE=0\r\n", "AT+WSCLOSE=0\r\n\r\nOK\r\n").await?;
+
+    drop(host);
+    let _ = tokio::time::timeout(ANSWER, modem).await;
     for s in servers {
         s.abort();
     }
-    println!("\nNext: `wsat echo-server --listen 127.0.0.1:8765` and `wsat connect ws://127.0.0.1:8765`.");
+    println!("\nEvery answer above matched the firmware's bytes.");
+    println!("Next: `wsat modem --tcp 127.0.0.1:3333` or `wsat modem --pty --link ./ttyWS0`, and your own driver.");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Echo ×2, a fragmented text, a 2000-byte text seen through a 1024-byte buffer, close.
-async fn session(mut config: ClientConfig) -> anyhow::Result<()> {
-    config.reconnect = Reconnect::Disabled;
-    config.buffer_size = 1024;
-    let (client, mut events) = Client::start(config)?;
-    let mut step = 0;
-    loop {
-        let event = tokio::time::timeout(STEP, events.recv())
-            .await
-            .context("the demo stalled")?;
-        let Some(event) = event else {
-            bail!("the client ended early")
-        };
-        print_event(&event);
-        match event {
-            Event::Connected(_) => {
-                send(&client, "hello 0000").await?;
-                send(&client, "hello 0001").await?;
-            }
-            Event::Data(d) if d.ends_message() => {
-                step += 1;
-                match step {
-                    2 => {
-                        println!(
-                            "-> text part \"{}\" (FIN=0), continuation \"{}\" (FIN=0), empty continuation (FIN=1)",
-                            "a".repeat(8),
-                            "b".repeat(8)
-                        );
-                        client
-                            .send_part(OpCode::TEXT, Bytes::from("a".repeat(8)), false, STEP)
-                            .await?;
-                        client
-                            .send_part(OpCode::CONTINUATION, Bytes::from("b".repeat(8)), false, STEP)
-                            .await?;
-                        client.send_fin(STEP).await?;
-                    }
-                    3 => {
-                        println!(
-                            "-> text of 2000 bytes (leaves as 1024 + 976 frames; the echo comes back as one frame)"
-                        );
-                        client.send(OpCode::TEXT, Bytes::from("x".repeat(2000)), STEP).await?;
-                    }
-                    4 => {
-                        println!("-> close 1000");
-                        client.close(Some(1000), "demo done", STEP).await?;
-                    }
-                    _ => {}
-                }
-            }
-            Event::Finish => return Ok(()),
-            Event::Disconnected(_) => bail!("the demo lost its connection"),
-            _ => {}
-        }
+/// The MCU side of the demo: sends commands, checks the modem's exact answers.
+struct Host {
+    port: mpsc::UnboundedSender<PortEvent>,
+    output: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl Host {
+    fn send(&self, bytes: &str) {
+        println!("H: {}", bytes.escape_default());
+        let _ = self.port.send(PortEvent::Data(bytes.as_bytes().to_vec()));
     }
-}
 
-async fn send(client: &Client, text: &str) -> anyhow::Result<()> {
-    println!("-> text \"{text}\"");
-    client.send_text(text, STEP).await?;
-    Ok(())
-}
+    async fn exchange(&mut self, command: &str, answer: &str) -> anyhow::Result<()> {
+        self.send(command);
+        self.expect(answer).await
+    }
 
-fn print_event(event: &Event) {
-    match event {
-        Event::BeforeConnect { uri } => println!("<- BEFORE_CONNECT {uri}"),
-        Event::Connected(c) => println!("<- CONNECTED (HTTP {})", c.status),
-        Event::Data(d) => {
-            let shown = if d.opcode == OpCode::CLOSE && d.data.len() >= 2 {
-                format!("(close code {})", u16::from_be_bytes([d.data[0], d.data[1]]))
-            } else if d.data.len() > 24 {
-                format!("{}… ({} bytes)", String::from_utf8_lossy(&d.data[..24]), d.data.len())
-            } else {
-                format!("{:?}", String::from_utf8_lossy(&d.data))
-            };
-            println!(
-                "<- DATA opcode={} fin={} payload_len={} offset={} len={} {shown}",
-                d.opcode.value(),
-                u8::from(d.fin),
-                d.payload_len,
-                d.offset,
-                d.data.len()
+    /// Reads exactly `want.len()` bytes and requires them to be `want`.
+    async fn expect(&mut self, want: &str) -> anyhow::Result<()> {
+        let got = self.read(want.len(), want).await?;
+        if got != want.as_bytes() {
+            bail!(
+                "expected {:?}, the modem sent {:?}",
+                want,
+                String::from_utf8_lossy(&got)
             );
         }
-        Event::Message(m) => println!("<- MESSAGE {} ({} bytes)", m.opcode, m.payload.len()),
-        Event::Error(e) => println!("<- ERROR {e}"),
-        Event::Disconnected(r) => println!("<- DISCONNECTED {r:?}"),
-        Event::Closed { code, reason } => println!("<- CLOSED code={code:?} reason={reason:?}"),
-        Event::Finish => println!("<- FINISH"),
+        Ok(())
+    }
+
+    /// Reads an answer that starts with `prefix` and ends with `suffix` (a clock reading).
+    async fn expect_prefix(&mut self, prefix: &str, suffix: &str) -> anyhow::Result<()> {
+        let mut got = Vec::new();
+        while !(got.starts_with(prefix.as_bytes())
+            && got.ends_with(suffix.as_bytes())
+            && got.len() > prefix.len() + suffix.len())
+        {
+            let piece = tokio::time::timeout(ANSWER, self.output.recv())
+                .await
+                .context("the modem stopped answering")?;
+            let piece = piece.context("the modem ended")?;
+            println!("D: {}", String::from_utf8_lossy(&piece).escape_default());
+            got.extend_from_slice(&piece);
+            if got.len() > 200 {
+                bail!("unexpected answer {:?}", String::from_utf8_lossy(&got));
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&mut self, len: usize, want: &str) -> anyhow::Result<Vec<u8>> {
+        let mut got = Vec::new();
+        while got.len() < len {
+            let piece = tokio::time::timeout(ANSWER, self.output.recv())
+                .await
+                .with_context(|| format!("no answer; expected {want:?}, got {:?}", String::from_utf8_lossy(&got)))?
+                .context("the modem ended")?;
+            println!("D: {}", String::from_utf8_lossy(&piece).escape_default());
+            got.extend_from_slice(&piece);
+        }
+        Ok(got)
     }
 }

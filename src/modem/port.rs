@@ -30,6 +30,8 @@ pub enum PortWriter {
     Tcp(OwnedWriteHalf),
     /// A writer thread (stdio, pty, serial).
     Thread(std::sync::mpsc::Sender<Vec<u8>>),
+    /// An in-process host (the demo, tests): each piece arrives as one message.
+    Channel(mpsc::UnboundedSender<Vec<u8>>),
 }
 
 impl PortWriter {
@@ -40,11 +42,15 @@ impl PortWriter {
             PortWriter::Thread(tx) => tx
                 .send(bytes.to_vec())
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "port writer gone")),
+            PortWriter::Channel(tx) => tx
+                .send(bytes.to_vec())
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "port reader gone")),
         }
     }
 }
 
-/// Reads `reader` on a thread into `events`; `on_eof` decides what an end of input means.
+/// Reads `reader` on a thread into `events`. With `retry_eof` an end of input or an error
+/// means "nobody attached right now" (a pty) and reading goes on.
 fn spawn_reader<R: Read + Send + 'static>(mut reader: R, events: mpsc::UnboundedSender<PortEvent>, retry_eof: bool) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 4096];
