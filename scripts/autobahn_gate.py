@@ -111,6 +111,8 @@ def main() -> int:
     parser.add_argument("--agent", required=True, help="agent name the testee reported")
     parser.add_argument("--expect-cases", type=int, help="fail unless exactly N cases are reported")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    parser.add_argument("--strict", action="store_true",
+                        help="also fail on NON-STRICT cases (wsat's client has none: keep it that way)")
     args = parser.parse_args()
 
     try:
@@ -157,6 +159,8 @@ def main() -> int:
         print(f"autobahn gate: wrote {args.markdown}")
 
     problems = list(failures)
+    if args.strict:
+        problems.extend(f"{c}: NON-STRICT (--strict)" for c in by_verdict["NON-STRICT"])
     if not cases:
         problems.append("the report has no cases")
     if args.expect_cases is not None and len(cases) != args.expect_cases:

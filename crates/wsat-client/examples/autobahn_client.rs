@@ -25,6 +25,7 @@ fn config(uri: String) -> ClientConfig {
     c.buffer_size = 1 << 20;
     c.close_timeout = Duration::from_secs(3);
     c.user_agent = Some("wsat-autobahn".into());
+    c.event_capacity = 0;
     c
 }
 

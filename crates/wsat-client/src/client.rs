@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use wsat_proto::OpCode;
 
@@ -25,14 +25,23 @@ pub struct Client {
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-/// The event stream of a [`Client`].
+/// The event stream of a [`Client`]. Keep receiving: while events wait, the client
+/// stops reading from the server (backpressure).
 #[derive(Debug)]
-pub struct Events(mpsc::Receiver<Event>);
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+    demand: Option<Arc<Semaphore>>,
+}
 
 impl Events {
     /// The next event; `None` after [`Event::Finish`] was delivered and the task ended.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.0.recv().await
+        if let Some(demand) = &self.demand {
+            if self.rx.is_empty() {
+                demand.add_permits(1);
+            }
+        }
+        self.rx.recv().await
     }
 }
 
@@ -55,6 +64,8 @@ impl Client {
         let tls = if target.tls() { Some(config.tls.build()?) } else { None };
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (ev_tx, ev_rx) = mpsc::channel(config.event_capacity.max(1));
+        // Capacity 0: hand over one event per `recv` call (see ClientConfig::event_capacity).
+        let demand = (config.event_capacity == 0).then(|| Arc::new(Semaphore::new(0)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new());
         let task = Task {
@@ -64,6 +75,7 @@ impl Client {
             commands: cmd_rx,
             stop: stop_rx,
             events: ev_tx,
+            demand: demand.clone(),
             pending: VecDeque::new(),
         };
         let handle = tokio::spawn(task.run());
@@ -73,7 +85,7 @@ impl Client {
             shared,
             task: Arc::new(Mutex::new(Some(handle))),
         };
-        Ok((client, Events(ev_rx)))
+        Ok((client, Events { rx: ev_rx, demand }))
     }
 
     /// The firmware's link state (0..4).

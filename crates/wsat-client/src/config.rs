@@ -149,7 +149,11 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// TLS roots, client certificate and verification level for `wss://`.
     pub tls: TlsConfig,
-    /// Events buffered before the client stops reading from the socket (backpressure).
+    /// Events delivered ahead of the application before the client stops reading from the
+    /// socket (backpressure); default 64. 0 is lockstep, the way a pull-based client such
+    /// as tungstenite behaves: one event per `Events::recv` call, and nothing received
+    /// after an event is decoded until the next call, so replies sent while handling an
+    /// event go out before, say, a protocol error in the next frame fails the connection.
     pub event_capacity: usize,
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use wsat_proto::{ConnectionState, Event as ProtoEvent, MessageAssembler, OpCode, ProtocolError};
 
 use crate::config::{ClientConfig, Delivery};
@@ -76,6 +76,8 @@ pub(crate) struct Task {
     pub commands: mpsc::Receiver<Command>,
     pub stop: watch::Receiver<bool>,
     pub events: mpsc::Sender<Event>,
+    /// In lockstep delivery, one permit per outstanding `Events::recv` call.
+    pub demand: Option<Arc<Semaphore>>,
     /// Events not yet accepted by the channel, delivered in order.
     pub pending: VecDeque<Event>,
 }
@@ -159,8 +161,11 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = self.stop.changed() => return None,
-                permit = self.events.reserve(), if !self.pending.is_empty() => {
-                    if let (Ok(permit), Some(ev)) = (permit, self.pending.pop_front()) { permit.send(ev) }
+                permit = delivery(&self.events, self.demand.as_deref()), if !self.pending.is_empty() => {
+                    match (permit, self.pending.pop_front()) {
+                        (Some(permit), Some(ev)) => permit.send(ev),
+                        _ => self.pending.clear(),
+                    }
                 }
                 cmd = self.commands.recv() => match cmd {
                     None => return None,
@@ -193,9 +198,14 @@ impl Task {
         let mut close_frame = None;
         let mut failure: Option<(ClientError, DisconnectReason)> = None;
         let mut eof = false;
-        // Bytes that came with the 101 are processed at once (esp-protocols #396).
-        connection.process(Instant::now());
+        // Bytes that came with the 101 are decoded at once (esp-protocols #396).
+        let mut decodable = true;
         loop {
+            // One message at a time, and only once the previous events are delivered (in
+            // lockstep: asked for), so replies to them leave before later input is decoded.
+            if decodable && self.pending.is_empty() && self.demand.as_ref().is_none_or(|d| d.available_permits() > 0) {
+                decodable = connection.process_message(Instant::now());
+            }
             while let Some(bytes) = connection.poll_transmit() {
                 queued += bytes.len() as u64;
                 out.push_back(bytes);
@@ -263,13 +273,14 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = self.stop.changed() => return End::Stopped,
-                permit = self.events.reserve(), if !self.pending.is_empty() => {
-                    match permit {
-                        Ok(permit) => if let Some(ev) = self.pending.pop_front() { permit.send(ev) },
+                permit = delivery(&self.events, self.demand.as_deref()), if !self.pending.is_empty() => {
+                    match (permit, self.pending.pop_front()) {
+                        (Some(permit), Some(ev)) => permit.send(ev),
                         // Nobody listens any more: events are dropped, the link keeps running.
-                        Err(_) => self.pending.clear(),
+                        _ => self.pending.clear(),
                     }
                 }
+                _ = wait_for_demand(self.demand.as_deref()), if decodable && self.pending.is_empty() => {}
                 res = write_step(&mut wr, out.front(), needs_flush), if !out.is_empty() || needs_flush => match res {
                     Ok(Some(n)) => {
                         written += n as u64;
@@ -294,9 +305,9 @@ impl Task {
                         return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
                     }
                 },
-                res = read_some(&mut rd, &mut connection), if self.pending.is_empty() && !eof => match res {
+                res = read_some(&mut rd, &mut connection), if self.pending.is_empty() && !decodable && !eof => match res {
                     Ok(0) => eof = true,
-                    Ok(_) => connection.process(Instant::now()),
+                    Ok(_) => decodable = true,
                     Err(e) => {
                         fail_sends(&mut sends);
                         return End::Aborted(ClientError::io("reading", e), DisconnectReason::ConnectionLost);
@@ -349,6 +360,31 @@ impl Task {
         };
         let _ = tokio::time::timeout(linger, work).await;
         let _ = tokio::time::timeout(linger, wr.shutdown()).await;
+    }
+}
+
+/// Waits until an event may be handed over: channel room, and in lockstep an outstanding
+/// `recv` (whose permit is consumed only together with the channel slot).
+async fn delivery<'a>(events: &'a mpsc::Sender<Event>, demand: Option<&Semaphore>) -> Option<mpsc::Permit<'a, Event>> {
+    let asked = match demand {
+        Some(d) => Some(d.acquire().await.ok()?),
+        None => None,
+    };
+    let slot = events.reserve().await.ok()?;
+    if let Some(p) = asked {
+        p.forget();
+    }
+    Some(slot)
+}
+
+/// In lockstep, resolves once the application asks for an event (decoding may go on);
+/// otherwise never (decoding is not gated).
+async fn wait_for_demand(demand: Option<&Semaphore>) {
+    match demand {
+        Some(d) if d.available_permits() == 0 => {
+            let _ = d.acquire().await;
+        }
+        _ => std::future::pending().await,
     }
 }
 

@@ -239,18 +239,25 @@ impl Connection {
 
     /// Decodes everything decodable in the receive buffer into events and replies.
     pub fn process(&mut self, now: Instant) {
+        while self.process_message(now) {}
+    }
+
+    /// Decodes until a message or a control frame has been reported, or the input runs
+    /// out. Returns `true` when it stopped at such a boundary with input left, so that a
+    /// caller can act on the events (e.g. reply to the message) before anything later is
+    /// decoded: a protocol error in the next frame then cannot overtake the reply.
+    pub fn process_message(&mut self, now: Instant) -> bool {
         while !self.rx_broken && matches!(self.state, ConnectionState::Open | ConnectionState::CloseSent) {
             match self.decoder.decode(&mut self.rx) {
-                Ok(Some(item)) => {
-                    if let Err(err) = self.on_item(item, now) {
-                        self.fail(err, now);
-                    }
-                }
+                Ok(Some(item)) => match self.on_item(item, now) {
+                    Ok(true) => return !self.rx.is_empty(),
+                    Ok(false) => {}
+                    Err(err) => self.fail(err, now),
+                },
                 Ok(None) => break,
                 Err(err) => {
                     // Framing is lost: nothing after this can be parsed, not even a close.
                     self.rx_broken = true;
-                    self.rx.clear();
                     self.fail(err, now);
                 }
             }
@@ -258,6 +265,7 @@ impl Connection {
         if self.rx_broken {
             self.rx.clear();
         }
+        false
     }
 
     /// Fails the connection for `err`: strict mode queues a close frame with its code and
@@ -371,10 +379,11 @@ impl Connection {
         }
     }
 
-    fn on_item(&mut self, item: Item, now: Instant) -> Result<(), ProtocolError> {
+    /// Handles one decoded item; `Ok(true)` when a message or control frame ended.
+    fn on_item(&mut self, item: Item, now: Instant) -> Result<bool, ProtocolError> {
         match item {
-            Item::Start(header) => self.on_frame_start(header, now),
-            Item::Payload(data) => self.on_payload(data),
+            Item::Start(header) => self.on_frame_start(header, now).map(|()| false),
+            Item::Payload(data) => self.on_payload(data).map(|()| false),
             Item::End => self.on_frame_end(now),
         }
     }
@@ -442,9 +451,9 @@ impl Connection {
         Ok(())
     }
 
-    fn on_frame_end(&mut self, now: Instant) -> Result<(), ProtocolError> {
+    fn on_frame_end(&mut self, now: Instant) -> Result<bool, ProtocolError> {
         let Some(frame) = self.frame.take() else {
-            return Ok(());
+            return Ok(false);
         };
         let h = frame.header;
         if h.opcode.is_data() {
@@ -461,7 +470,7 @@ impl Connection {
                     data: Bytes::new(),
                 }));
             }
-            return Ok(());
+            return Ok(h.fin);
         }
         let payload = frame.control_payload.unwrap_or_default();
         let close = if h.opcode == OpCode::CLOSE {
@@ -485,7 +494,7 @@ impl Connection {
             OpCode::CLOSE => self.on_close(close.flatten(), now),
             _ => {}
         }
-        Ok(())
+        Ok(true)
     }
 
     fn on_close(&mut self, frame: Option<CloseFrame>, now: Instant) {
@@ -886,6 +895,23 @@ mod tests {
         assert_eq!(c.state(), ConnectionState::Open);
         c.send_frame(OpCode::from_bits(0x3), false, b"reserved")
             .expect("anything goes");
+    }
+
+    #[test]
+    fn process_message_stops_at_message_boundaries() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        c.read_buf()
+            .extend_from_slice(&[0x81, 0x01, b'a', 0x01, 0x01, b'b', 0x80, 0x01, b'c', 0xB1, 0x00]);
+        assert!(c.process_message(Instant::now()));
+        assert_eq!(events(&mut c).len(), 1);
+        // The fragmented message ends only with its last frame.
+        assert!(c.process_message(Instant::now()));
+        assert_eq!(events(&mut c).len(), 2);
+        assert!(!c.process_message(Instant::now()));
+        assert!(matches!(
+            events(&mut c)[..],
+            [Event::ProtocolError(ProtocolError::ReservedBits(_))]
+        ));
     }
 
     #[test]
