@@ -508,3 +508,56 @@ async fn mutual_tls_needs_the_client_certificate() {
         Ok(())
     );
 }
+
+#[tokio::test]
+async fn a_send_timeout_leaves_the_connection_up() {
+    // The peer upgrades, then stops reading: TCP backpressure stalls our writes.
+    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+        accept_upgrade(&mut tcp).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(tcp);
+    })
+    .await;
+    let (client, _events) = connected(config(&format!("ws://{addr}"))).await;
+    let big = Bytes::from(vec![7u8; 32 << 20]);
+    let res = client
+        .send_frame(OpCode::BINARY, true, big, Duration::from_millis(300))
+        .await;
+    assert!(matches!(res, Err(ClientError::SendTimeout)), "{res:?}");
+    assert_eq!(
+        client.state(),
+        LinkState::Connected,
+        "a timed-out send must not tear the link down"
+    );
+    assert_eq!(client.stop(Duration::from_secs(2)).await, StopOutcome::Stopped);
+}
+
+/// Autobahn 2.7 / 2.9 shape: frames that produce no event in message mode (an unsolicited
+/// pong) must not stall lockstep delivery.
+#[tokio::test]
+async fn lockstep_delivery_gets_past_frames_without_events() {
+    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+        accept_upgrade(&mut tcp).await;
+        let _ = tcp
+            .write_all(&[
+                0x8A, 0x00, 0x8A, 0x02, b'h', b'i', 0x81, 0x02, b'o', b'k', 0x88, 0x02, 0x03, 0xE8,
+            ])
+            .await;
+        drain(&mut tcp).await;
+    })
+    .await;
+    let mut c = config(&format!("ws://{addr}"));
+    c.delivery = Delivery::messages();
+    c.event_capacity = 0;
+    let (_client, mut events) = Client::start(c).expect("valid");
+    let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Message(m) if &m.payload[..] == b"ok")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Closed { code: Some(1000), .. })),
+        "{seen:?}"
+    );
+}

@@ -263,6 +263,11 @@ impl Task {
                     };
                 }
             }
+            // Decoded something that gave no event (a pong, a message still in pieces) with
+            // more input buffered: decode on before waiting, or nothing would wake us.
+            if decodable && self.pending.is_empty() && self.demand.as_ref().is_none_or(|d| d.available_permits() > 0) {
+                continue;
+            }
             if eof {
                 fail_sends(&mut sends);
                 let (err, reason) =

@@ -304,6 +304,29 @@ mod tests {
         assert_eq!(dec.decode(&mut buf), Ok(None));
     }
 
+    #[test]
+    fn payloads_at_every_length_boundary_round_trip_in_any_chunk_size() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 65537] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let wire = frame(2, true, mask, &payload);
+                for max_chunk in [1, 7, 1024, 70_000] {
+                    let mut dec = FrameDecoder::new(config(max_chunk, ChunkPolicy::Full, false));
+                    let mut buf = BytesMut::from(&wire[..]);
+                    let items = drain(&mut dec, &mut buf).expect("valid");
+                    let mut got = Vec::new();
+                    for item in &items[1..items.len() - 1] {
+                        let Item::Payload(p) = item else { panic!("payload") };
+                        assert!(p.len() <= max_chunk);
+                        got.extend_from_slice(p);
+                    }
+                    assert_eq!(got, payload, "len {len} chunk {max_chunk}");
+                    assert_eq!(items.len(), 2 + len.div_ceil(max_chunk), "len {len} chunk {max_chunk}");
+                }
+            }
+        }
+    }
+
     proptest! {
         /// Any sequence of frames, fed in arbitrary pieces with any chunk size and either
         /// policy, decodes to the same headers and payload bytes.
