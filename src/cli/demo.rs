@@ -144,19 +144,14 @@ impl Host {
     /// Reads an answer that starts with `prefix` and ends with `suffix` (a clock reading).
     async fn expect_prefix(&mut self, prefix: &str, suffix: &str) -> anyhow::Result<()> {
         let mut got = Vec::new();
-        while !(got.starts_with(prefix.as_bytes())
-            && got.ends_with(suffix.as_bytes())
-            && got.len() > prefix.len() + suffix.len())
-        {
-            let piece = tokio::time::timeout(ANSWER, self.output.recv())
-                .await
-                .context("the modem stopped answering")?;
-            let piece = piece.context("the modem ended")?;
-            println!("D: {}", String::from_utf8_lossy(&piece).escape_default());
-            got.extend_from_slice(&piece);
+        while !(got.len() > prefix.len() + suffix.len() && got.ends_with(suffix.as_bytes())) {
+            got.extend_from_slice(&self.next_piece(prefix).await?);
             if got.len() > 200 {
-                bail!("unexpected answer {:?}", String::from_utf8_lossy(&got));
+                break;
             }
+        }
+        if !got.starts_with(prefix.as_bytes()) || !got.ends_with(suffix.as_bytes()) {
+            bail!("unexpected answer {:?}", String::from_utf8_lossy(&got));
         }
         Ok(())
     }
@@ -164,13 +159,18 @@ impl Host {
     async fn read(&mut self, len: usize, want: &str) -> anyhow::Result<Vec<u8>> {
         let mut got = Vec::new();
         while got.len() < len {
-            let piece = tokio::time::timeout(ANSWER, self.output.recv())
-                .await
-                .with_context(|| format!("no answer; expected {want:?}, got {:?}", String::from_utf8_lossy(&got)))?
-                .context("the modem ended")?;
-            println!("D: {}", String::from_utf8_lossy(&piece).escape_default());
-            got.extend_from_slice(&piece);
+            got.extend_from_slice(&self.next_piece(want).await?);
         }
         Ok(got)
+    }
+
+    /// The modem's next output piece, printed as it arrives.
+    async fn next_piece(&mut self, want: &str) -> anyhow::Result<Vec<u8>> {
+        let piece = tokio::time::timeout(ANSWER, self.output.recv())
+            .await
+            .with_context(|| format!("no answer from the modem; expected {want:?}"))?
+            .context("the modem ended")?;
+        println!("D: {}", String::from_utf8_lossy(&piece).escape_default());
+        Ok(piece)
     }
 }

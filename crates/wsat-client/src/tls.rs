@@ -103,7 +103,10 @@ impl TlsConfig {
         let builder =
             rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
         let verifier: Arc<dyn ServerCertVerifier> = match self.verification {
-            Verification::None => Arc::new(NoVerification(provider.clone())),
+            Verification::None => Arc::new(RelaxedVerifier {
+                chain: None,
+                provider: provider.clone(),
+            }),
             level => {
                 let (roots, anchors) = self.roots()?;
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -112,9 +115,8 @@ impl TlsConfig {
                 if level == Verification::Full {
                     webpki
                 } else {
-                    Arc::new(ChainOnly {
-                        webpki,
-                        anchors,
+                    Arc::new(RelaxedVerifier {
+                        chain: Some((webpki, anchors)),
                         provider: provider.clone(),
                     })
                 }
@@ -157,16 +159,18 @@ impl TlsConfig {
     }
 }
 
-/// Chain-and-validity verification without the host name, accepting a `CA:TRUE` leaf
-/// signed directly by a configured CA (what mbedTLS does with the firmware's PKI).
+/// The two relaxed policies: chain and validity without the host name, accepting a
+/// `CA:TRUE` leaf signed directly by a configured CA (what mbedTLS does with the firmware's
+/// PKI); or no certificate check at all. Either way the handshake signatures are checked,
+/// so the key exchange stays bound to the presented certificate.
 #[derive(Debug)]
-struct ChainOnly {
-    webpki: Arc<WebPkiServerVerifier>,
-    anchors: Vec<CertificateDer<'static>>,
+struct RelaxedVerifier {
+    /// `None`: accept any certificate.
+    chain: Option<(Arc<WebPkiServerVerifier>, Vec<CertificateDer<'static>>)>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for RelaxedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -175,23 +179,16 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, RustlsError> {
-        match self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some((webpki, anchors)) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Ok(v) => Ok(v),
             // The chain was verified before the name was compared: only the name is wrong.
             Err(RustlsError::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
-            Err(RustlsError::InvalidCertificate(CertificateError::Other(other)))
-                if matches!(
-                    other.0.downcast_ref::<webpki::Error>(),
-                    Some(webpki::Error::CaUsedAsEndEntity)
-                ) =>
-            {
-                verify_ca_leaf(end_entity, &self.anchors, now)
-            }
+            Err(e) if is_ca_used_as_end_entity(&e) => verify_ca_leaf(end_entity, anchors, now),
             Err(e) => Err(e),
         }
     }
@@ -259,45 +256,5 @@ pub fn is_ca_used_as_end_entity(err: &RustlsError) -> bool {
             )
         }
         _ => false,
-    }
-}
-
-/// Accepts any certificate; signatures over the handshake are still checked so that the
-/// key exchange stays bound to the presented certificate.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, RustlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, RustlsError> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, RustlsError> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -10,6 +10,22 @@ use crate::uri::WsUri;
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const MAX_HEADERS: usize = 64;
 
+/// Every header as (name, trimmed value), in order.
+fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+        .collect()
+}
+
+/// The values of every header called `name` (case-insensitively), in order.
+fn values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
     let mut sha = Sha1::new();
@@ -232,23 +248,15 @@ impl ClientHandshake {
             Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
         };
         let status = resp.code.unwrap_or(0);
-        let headers: Vec<(String, String)> = resp
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
-            .collect();
-        let get = |name: &'static str| {
-            headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
+        let headers = collect_headers(resp.headers);
+        let get = |name: &'static str| values(&headers, name);
 
         if matches!(status, 301 | 302 | 303 | 307 | 308) {
-            return match get("Location").next() {
+            let location = get("Location").next().map(str::to_owned);
+            return match location {
                 Some(location) => Ok(Some(HandshakeResponse::Redirect {
                     status,
-                    location: location.to_owned(),
+                    location,
                     headers,
                 })),
                 None => Err(HandshakeError::RedirectWithoutLocation(status)),
@@ -339,17 +347,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<ServerRequest>, RequestError> 
     if req.method != Some("GET") {
         return Err(RequestError::NotUpgrade("method is not GET"));
     }
-    let headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
-        .collect();
-    let get = |name: &'static str| {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
+    let headers = collect_headers(req.headers);
+    let get = |name: &'static str| values(&headers, name);
     if !get("Upgrade").any(|v| v.eq_ignore_ascii_case("websocket")) {
         return Err(RequestError::NotUpgrade("no 'Upgrade: websocket'"));
     }
