@@ -118,29 +118,9 @@ pub async fn run(
     let mut events_open = true;
     loop {
         tokio::select! {
-            ev = events.recv(), if events_open => match ev {
-                None | Some(Event::Finish) => {
-                    events_open = false;
-                    if sending.is_none() {
-                        return;
-                    }
-                }
-                Some(ev) => forward(link, ev, &report),
-            },
-            cmd = commands.recv() => match cmd {
-                None => {
-                    client.stop(Duration::from_secs(1)).await;
-                    return;
-                }
-                Some(LinkCmd::Send { opcode, fin, payload, timeout_ms }) => {
-                    sending = Some(Box::pin(send(client.clone(), opcode, fin, payload, timeout_ms)));
-                }
-                Some(LinkCmd::Close) => {
-                    client.stop(Duration::from_secs(2)).await;
-                    report(LinkMsg::Done(Completion::Close { link }));
-                    return;
-                }
-            },
+            // A send's completion first: the client answered it before reading anything that
+            // came after (an echo), so SEND OK precedes that +WS_DATA, as on the chip.
+            biased;
             ok = async { match sending.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
                 sending = None;
                 if !ok && events_open {
@@ -164,6 +144,29 @@ pub async fn run(
                     return;
                 }
             }
+            ev = events.recv(), if events_open => match ev {
+                None | Some(Event::Finish) => {
+                    events_open = false;
+                    if sending.is_none() {
+                        return;
+                    }
+                }
+                Some(ev) => forward(link, ev, &report),
+            },
+            cmd = commands.recv() => match cmd {
+                None => {
+                    client.stop(Duration::from_secs(1)).await;
+                    return;
+                }
+                Some(LinkCmd::Send { opcode, fin, payload, timeout_ms }) => {
+                    sending = Some(Box::pin(send(client.clone(), opcode, fin, payload, timeout_ms)));
+                }
+                Some(LinkCmd::Close) => {
+                    client.stop(Duration::from_secs(2)).await;
+                    report(LinkMsg::Done(Completion::Close { link }));
+                    return;
+                }
+            },
         }
     }
 }
