@@ -1048,3 +1048,486 @@ fn the_modem_answers_after_a_burst_of_commands_on_several_links() {
     }
     at.at("AT+WSOPEN?", OK);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The upgrade request (§6.1, §11.1, §11.2) and what the server sends (§8.5, §10)
+
+/// A peer that records every upgrade request head and then holds the connection.
+fn recording_peer() -> (Peer, std::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = report::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let peer = Peer::spawn(move |mut tcp: TcpStream, _| {
+        let head = ws_accept(&mut tcp);
+        let _ = tx
+            .lock()
+            .expect("lock")
+            .send(String::from_utf8(head).expect("ASCII head"));
+        hold(&mut tcp);
+    });
+    (peer, rx)
+}
+
+/// The request head's lines after the fixed part (§11.2), and its request line.
+fn request_extras(head: &str) -> (String, Vec<String>) {
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    let fixed = [
+        "Connection: Upgrade",
+        "User-Agent: ESP32 Websocket Client",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+    ];
+    assert_eq!(lines[1], fixed[0], "{head:?}");
+    assert!(lines[2].starts_with("Host: 127.0.0.1:"), "{head:?}");
+    assert_eq!(&lines[3..6], &fixed[1..], "{head:?}");
+    assert!(lines[6].starts_with("Sec-WebSocket-Key: "), "{head:?}");
+    assert!(head.ends_with("\r\n\r\n"), "{head:?}");
+    let extras = lines[7..lines.len() - 2].iter().map(|s| (*s).to_owned()).collect();
+    (lines[0].to_owned(), extras)
+}
+
+#[test]
+fn wsopen_subprotocol_auth_userinfo_path_and_query_reach_the_server() {
+    let (peer, heads) = recording_peer();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    let port = peer.port();
+    let next = |at: &mut AtClient, link: usize, params: &str| {
+        at.at(
+            &format!("AT+WSOPEN={link},{params}"),
+            format!("+WS_CONNECTED:{link}\r\n\r\nOK\r\n"),
+        );
+        let head = heads.recv_timeout(STEP).expect("an upgrade request");
+        request_extras(&head)
+    };
+
+    let (line, extras) = next(&mut at, 0, &format!("\"ws://127.0.0.1:{port}\",\"chat\""));
+    assert_eq!(line, "GET / HTTP/1.1");
+    assert_eq!(extras, ["Sec-WebSocket-Protocol: chat"]);
+
+    // "" is an empty subprotocol, sent with an empty value; a timeout; auth verbatim.
+    let (line, extras) = next(
+        &mut at,
+        1,
+        &format!("\"ws://127.0.0.1:{port}/p/q?x=1&y=2\",\"\",5000,\"Bearer t0k3n\""),
+    );
+    assert_eq!(line, "GET /p/q?x=1&y=2 HTTP/1.1");
+    assert_eq!(extras, ["Sec-WebSocket-Protocol: ", "Authorization: Bearer t0k3n"]);
+
+    // Userinfo becomes Basic auth; a query without a path gives "/?query" (§11.1).
+    let (line, extras) = next(&mut at, 2, &format!("\"ws://user:pass@127.0.0.1:{port}?k=v\""));
+    assert_eq!(line, "GET /?k=v HTTP/1.1");
+    assert_eq!(extras, ["Authorization: Basic dXNlcjpwYXNz"]);
+    for link in 0..3 {
+        at.at(&format!("AT+WSCLOSE={link}"), OK);
+    }
+
+    // An explicit auth wins over userinfo; `\,` and `\"` are AT escapes (§1.4, §1.5); the
+    // URI is listed as given (after unescaping).
+    let (line, extras) = next(
+        &mut at,
+        0,
+        &format!("\"ws://u:p@127.0.0.1:{port}/a\\,b\",,1000,\"Basic \\\"x\\\"\""),
+    );
+    assert_eq!(line, "GET /a,b HTTP/1.1");
+    assert_eq!(extras, ["Authorization: Basic \"x\""]);
+    at.at(
+        "AT+WSOPEN?",
+        format!("+WSOPEN:0,2,\"ws://u:p@127.0.0.1:{port}/a,b\"\r\n\r\nOK\r\n"),
+    );
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn an_upgrade_request_over_1023_bytes_fails_the_open() {
+    let (peer, heads) = recording_peer();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    // Fixed part (~200 bytes) + 4 headers of ~220 bytes > 1023 bytes (§11.2).
+    for i in 0..4 {
+        let header = format!("X-Big{i}:{}", "v".repeat(210));
+        at.at(&format!("AT+WSHEAD={}", header.len()), PROMPT);
+        at.send(&header);
+        at.expect(OK);
+    }
+    open_fails(&mut at, 0, &peer.uri());
+    assert!(heads.try_recv().is_err(), "the oversized request reached the server");
+    at.at("AT+WSHEAD=0", OK);
+    open(&mut at, 0, &peer.uri());
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn a_rejected_upgrade_fails_the_open() {
+    let peer = Peer::spawn(|mut tcp: TcpStream, _| {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 2048];
+        let _ = tcp.read(&mut buf);
+        let _ = tcp.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        hold(&mut tcp);
+    });
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    open_fails(&mut at, 2, &peer.uri());
+    at.at("AT+WSOPEN?", OK);
+}
+
+#[test]
+fn server_frames_of_every_kind() {
+    let (tx, rx) = report::<Vec<ClientFrame>>();
+    let tx = std::sync::Mutex::new(tx);
+    let peer = Peer::spawn(move |mut tcp: TcpStream, _| {
+        use std::io::Write;
+        ws_accept(&mut tcp);
+        let mut script = Vec::new();
+        script.extend(server_frame(1, true, b""));
+        script.extend(server_frame(2, true, b"\0\r\n\xff"));
+        // A fragmented message: each fragment is reported, with no marker (§8.5).
+        script.extend(server_frame(1, false, b"frag"));
+        script.extend(server_frame(9, true, b"ping-data"));
+        script.extend(server_frame(0, false, b"men"));
+        script.extend(server_frame(0, true, b"ted"));
+        // Unsolicited pong and a reserved opcode: no URC.
+        script.extend(server_frame(10, true, b"pong"));
+        script.extend(server_frame(3, true, b"rsv"));
+        script.extend(server_frame(1, true, b"end"));
+        tcp.write_all(&script).expect("frames");
+        // The modem answers the ping with a pong carrying the same payload.
+        let frames: Vec<ClientFrame> = std::iter::from_fn(|| read_client_frame(&mut tcp)).take(1).collect();
+        let _ = tx.lock().expect("lock").send(frames);
+        hold(&mut tcp);
+    });
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    at.send(format!("AT+WSOPEN=0,\"{}\"\r\n", peer.uri()));
+    // Data right after the upgrade may come before the OK (§6.1).
+    let urcs: &[&[u8]] = &[
+        b"+WS_DATA:0,0,\r\n",
+        b"+WS_DATA:0,4,\0\r\n\xff\r\n",
+        b"+WS_DATA:0,4,frag\r\n",
+        b"+WS_DATA:0,3,men\r\n",
+        b"+WS_DATA:0,3,ted\r\n",
+        b"+WS_DATA:0,3,end\r\n",
+    ];
+    at.expect(format!("AT+WSOPEN=0,\"{}\"\r\n+WS_CONNECTED:0\r\n", peer.uri()));
+    at.expect_with_floating(urcs, OK);
+    at.expect_silence(Duration::from_millis(300));
+    let frames = rx.recv_timeout(STEP).expect("the peer reported");
+    let pong = frames.first().expect("a pong");
+    assert_eq!(
+        (pong.opcode, pong.fin, pong.masked, pong.payload.as_slice()),
+        (10, true, true, &b"ping-data"[..])
+    );
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &peer.uri())));
+}
+
+#[test]
+fn wssend_opcodes_ping_and_close() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    open(&mut at, 0, &server.uri());
+    // A ping: the server's pong is not reported (§7.3).
+    at.at("AT+WSSEND=0,2,9", PROMPT);
+    at.send("hi");
+    at.expect(SEND_OK);
+    at.expect_silence(Duration::from_millis(300));
+    // Binary, hex opcode, timeout 0.
+    at.at("AT+WSSEND=0,3,0x2,0", PROMPT);
+    at.send("bin");
+    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,3,bin\r\n"]);
+    // A close frame sent by AT: the server answers with its own, so +WS_CLOSED (§7.3).
+    at.at("AT+WSSEND=0,2,8", PROMPT);
+    at.send([0x03, 0xe8]);
+    at.expect_any_order(&[SEND_OK, b"+WS_CLOSED:0\r\n"]);
+    at.at("AT+WSOPEN?", OK);
+}
+
+#[test]
+fn a_late_upgrade_answer_gives_connected_then_error() {
+    // The server answers the upgrade 1.2 s late; AT+WSOPEN's timeout is 400 ms (§6.1).
+    let peer = Peer::spawn(|mut tcp: TcpStream, n| {
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+        ws_accept(&mut tcp);
+        hold(&mut tcp);
+    });
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    let started = Instant::now();
+    at.at(
+        &format!("AT+WSOPEN=0,\"{}\",,400", peer.uri()),
+        b"+WS_CONNECTED:0\r\n\r\nERROR\r\n",
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1100));
+    at.at("AT+WSOPEN?", OK);
+    at.expect_silence(Duration::from_millis(500));
+    open(&mut at, 0, &peer.uri());
+}
+
+#[test]
+fn a_reconnect_attempt_in_progress_is_state_1() {
+    // Connection 0 dies at once; connection 1 answers its upgrade only after 1.5 s.
+    let peer = Peer::spawn(|mut tcp: TcpStream, n| {
+        if n == 1 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        ws_accept(&mut tcp);
+        if n != 0 {
+            hold(&mut tcp);
+        }
+    });
+    let modem = Modem::tcp(&["--reconnect-delay-ms", "300", "--network-timeout-ms", "5000"]);
+    let mut at = modem.connect();
+    let uri = peer.uri();
+    open(&mut at, 0, &uri);
+    at.expect(b"+WS_DISCONNECTED:0\r\n");
+    wait_until("the reconnect attempt", STEP, || peer.accepted() == 2);
+    // §6.2: state 1 during the (re)connect attempt.
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 1, &uri)));
+    at.expect(b"+WS_CONNECTED:0\r\n");
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &uri)));
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn failed_reconnects_repeat_the_disconnected_urc_until_wsclose() {
+    let peer = Peer::spawn(|mut tcp: TcpStream, _| {
+        ws_accept(&mut tcp);
+    });
+    let modem = Modem::tcp(&["--reconnect-delay-ms", "400"]);
+    let mut at = modem.connect();
+    let uri = peer.uri();
+    open(&mut at, 0, &uri);
+    at.expect(b"+WS_DISCONNECTED:0\r\n");
+    drop(peer); // nothing listens any more
+    at.expect(b"+WS_DISCONNECTED:0\r\n");
+    at.expect(b"+WS_DISCONNECTED:0\r\n");
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 3, &uri)));
+    // A local close ends it: no URC, no more attempts (§8.1).
+    at.at("AT+WSCLOSE=0", OK);
+    at.expect_silence(Duration::from_millis(1000));
+    at.at("AT+WSOPEN?", OK);
+}
+
+#[test]
+fn urcs_arrive_while_the_modem_waits_for_a_payload() {
+    // The server pushes a message 400 ms after the upgrade; the host is at the prompt then.
+    let peer = Peer::spawn(|mut tcp: TcpStream, _| {
+        use std::io::Write;
+        ws_accept(&mut tcp);
+        std::thread::sleep(Duration::from_millis(400));
+        let _ = tcp.write_all(&server_frame(1, true, b"push"));
+        hold(&mut tcp);
+    });
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    open(&mut at, 0, &peer.uri());
+    at.at("AT+WSSEND=0,4", PROMPT);
+    // §1.8: a URC may come between `>` and the result.
+    at.expect(b"+WS_DATA:0,4,push\r\n");
+    at.send("data");
+    at.expect(SEND_OK);
+}
+
+#[test]
+fn syslog_adds_error_codes_from_the_core_only() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    at.at("AT+SYSLOG=1", OK);
+    // §2 examples.
+    at.at("AT+WSSEND=0,abc", b"ERR CODE:0x01080001\r\n\r\nERROR\r\n");
+    at.at("AT+WSSEND=5,4", ERROR);
+    at.at("AT+NOPE", b"ERR CODE:0x01090000\r\n\r\nERROR\r\n");
+    at.at("", b"ERR CODE:0x01030000\r\n\r\nERROR\r\n");
+    at.at("AT+WSOPEN? ", b"ERR CODE:0x01090000\r\n\r\nERROR\r\n");
+    // A missing trailing parameter is a FAIL with the index (§1.5); overflow prints nothing.
+    at.at("AT+WSCFG=0,10", b"ERR CODE:0x01080002\r\n\r\nERROR\r\n");
+    at.at("AT+WSCFG=0,10,4294967417", ERROR);
+    at.at("AT+WSCFG=,10,120", ERROR);
+    // No handler for the type: no code even with SYSLOG=1 (§1.4).
+    at.at("AT+WSCFG?", ERROR);
+    // Busy input and surplus payload (§1.6, §13.2).
+    at.send("AT\r\nAT\r\n");
+    at.expect(b"AT\r\nERR CODE:0x010b0000\r\n\r\nbusy p...\r\n\r\nOK\r\n");
+    open(&mut at, 0, &server.uri());
+    at.at("AT+WSSEND=0,4", PROMPT);
+    at.send("testXY");
+    at.expect_with_floating(&[b"ERR CODE:0x010b0000\r\n", BUSY, SEND_OK], &ws_data(0, b"test"));
+    at.at("AT+SYSLOG=0", OK);
+    at.at("AT+NOPE", ERROR);
+}
+
+#[test]
+fn a_nul_byte_drops_the_line_so_far() {
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    // §1.3: everything up to and including the NUL is dropped after the echo.
+    at.send(b"XX\0AT\r\n");
+    at.expect(b"XX\0AT\r\n\r\nOK\r\n");
+}
+
+#[test]
+fn at_rst_forgets_links_headers_and_configuration() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    at.at("AT+WSHEAD=4", PROMPT);
+    at.send("A: b");
+    at.expect(OK);
+    open(&mut at, 0, &server.uri());
+    at.at("ATE0", OK);
+    // §12: OK, then the reboot's banner; all WS state lost, echo back on.
+    at.send("AT+RST\r\n");
+    at.expect(OK);
+    at.expect(READY);
+    at.at("AT+WSOPEN?", OK);
+    at.at("AT+WSHEAD?", OK);
+    open(&mut at, 0, &server.uri());
+    // AT+RST inside busy input forces a restart (§1.6).
+    at.send(format!("AT+WSOPEN=1,\"ws://127.0.0.1:{}\"\r\n", closed_port()));
+    at.read_until(b"+WS_DISCONNECTED:1\r\n", STEP);
+    at.send("xxAT+RST\r\nyy");
+    at.expect(b"\r\nWill force to restart!!!\r\n\r\nOK\r\n");
+    at.expect(READY);
+    at.expect_silence(Duration::from_millis(500));
+    at.at("AT+WSOPEN?", OK);
+}
+
+#[test]
+fn more_links_with_the_links_option() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(&[FAST, &["--links", "5"]].concat());
+    let mut at = modem.connect();
+    at.at("AT+WSCFG=4,10,120", OK);
+    at.at("AT+WSCFG=5,10,120", ERROR);
+    open(&mut at, 4, &server.uri());
+    send_and_echo(&mut at, 4, b"five");
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(4, 2, &server.uri())));
+    at.at("AT+WSCLOSE=4", OK);
+}
+
+#[test]
+fn bytes_sent_before_the_prompt_are_busy_input_and_lost() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    open(&mut at, 0, &server.uri());
+    // §1.7 item 6: the payload must wait for `>`; sent with the command it is discarded.
+    at.send("AT+WSSEND=0,4\r\ntest");
+    at.expect(b"AT+WSSEND=0,4\r\n");
+    at.expect(BUSY);
+    at.expect(PROMPT);
+    at.expect_silence(Duration::from_millis(200));
+    at.send("abcd");
+    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,4,abcd\r\n"]);
+}
+
+#[test]
+fn line_assembly_across_writes() {
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    let pause = || std::thread::sleep(Duration::from_millis(100));
+    // The longest accepted line in two pieces.
+    let longest = format!("AT+WSHEAD={}", "0".repeat(244));
+    at.send(&longest[..200]);
+    pause();
+    at.send(format!("{}\r\n", &longest[200..]));
+    at.expect(format!("{longest}\r\n\r\nOK\r\n"));
+    // 200 + 100 bytes without a terminator: discarded once more than 255 have accumulated.
+    at.send("C".repeat(200));
+    pause();
+    at.send("C".repeat(100));
+    at.expect("C".repeat(300));
+    at.expect_silence(Duration::from_millis(200));
+    at.at("AT", OK);
+    // A terminator split between two writes still ends the line.
+    at.send("AT\r");
+    pause();
+    at.send("\n");
+    at.expect(b"AT\r\n\r\nOK\r\n");
+    // A lone CR or LF does not end a line (§1.3).
+    at.send("AT\rX\nY\r\n");
+    at.expect(b"AT\rX\nY\r\n\r\nERROR\r\n");
+}
+
+#[test]
+fn wscfg_on_an_open_link_does_not_touch_it_and_is_freed_by_wsclose() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    let payload = pattern(1500);
+    let in_default_chunks = |at: &mut AtClient| {
+        at.at("AT+WSSEND=0,1500", PROMPT);
+        at.send(&payload);
+        at.expect_with_floating(&[&ws_data(0, &payload[..1024]), &ws_data(0, &payload[1024..])], SEND_OK);
+    };
+    open(&mut at, 0, &server.uri());
+    // §4.2 note / §15 item 20: accepted, applies only to a next open ...
+    at.at("AT+WSCFG=0,30,60,4096", OK);
+    in_default_chunks(&mut at);
+    // ... but AT+WSCLOSE frees it, so the next open has the defaults again.
+    at.at("AT+WSCLOSE=0", OK);
+    open(&mut at, 0, &server.uri());
+    in_default_chunks(&mut at);
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn an_unparsable_uri_keeps_the_configuration_a_bad_scheme_does_not() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    let payload = pattern(1500);
+    // §6.1 step 3: client creation fails ⇒ ERROR, config kept.
+    at.at("AT+WSCFG=0,30,60,2048", OK);
+    at.at("AT+WSOPEN=0,\"\"", ERROR);
+    open(&mut at, 0, &server.uri());
+    at.at("AT+WSSEND=0,1500", PROMPT);
+    at.send(&payload);
+    at.expect_any_order(&[SEND_OK, &ws_data(0, &payload)]);
+    at.at("AT+WSCLOSE=0", OK);
+    // §6.1 step 5: the start fails on a scheme other than ws/wss ⇒ clean(L), config lost.
+    at.at("AT+WSCFG=0,30,60,2048", OK);
+    at.at("AT+WSOPEN=0,\"http://127.0.0.1:1\"", ERROR);
+    open(&mut at, 0, &server.uri());
+    at.at("AT+WSSEND=0,1500", PROMPT);
+    at.send(&payload);
+    at.expect_with_floating(&[&ws_data(0, &payload[..1024]), &ws_data(0, &payload[1024..])], SEND_OK);
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn headers_added_later_do_not_reach_auto_reconnects() {
+    let (tx, rx) = report::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let peer = Peer::spawn(move |mut tcp: TcpStream, n| {
+        let head = ws_accept(&mut tcp);
+        let _ = tx.lock().expect("lock").send(String::from_utf8(head).expect("ASCII"));
+        if n > 0 {
+            hold(&mut tcp);
+        } else {
+            // Connection 0 ends after a moment: the link reconnects.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let modem = Modem::tcp(&["--reconnect-delay-ms", "500"]);
+    let mut at = modem.connect();
+    at.at("AT+WSHEAD=6", PROMPT);
+    at.send("X-A: 1");
+    at.expect(OK);
+    open(&mut at, 0, &peer.uri());
+    // §5.3: headers set after the open do not affect the link nor its auto-reconnects.
+    at.at("AT+WSHEAD=6", PROMPT);
+    at.send("X-B: 2");
+    at.expect(OK);
+    at.expect(b"+WS_DISCONNECTED:0\r\n");
+    at.expect(b"+WS_CONNECTED:0\r\n");
+    for i in 0..2 {
+        let head = rx.recv_timeout(STEP).expect("an upgrade request");
+        let (_, extras) = request_extras(&head);
+        assert_eq!(extras, ["X-A:  1"], "request {i}");
+    }
+    at.at("AT+WSCLOSE=0", OK);
+}
