@@ -561,3 +561,79 @@ async fn lockstep_delivery_gets_past_frames_without_events() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn the_chosen_subprotocol_is_reported_and_an_unoffered_one_refused() {
+    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+        let mut buf = vec![0u8; 4096];
+        let n = tcp.read(&mut buf).await.unwrap_or(0);
+        let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf[..n]) else {
+            return;
+        };
+        let choice = if req.subprotocols.iter().any(|p| p == "chat") {
+            "chat"
+        } else {
+            "other"
+        };
+        let _ = tcp
+            .write_all(&wsat_proto::handshake::accept_response(&req.key, Some(choice)))
+            .await;
+        drain(&mut tcp).await;
+    })
+    .await;
+    let mut c = config(&format!("ws://{addr}"));
+    c.subprotocol = Some("superchat, chat".into());
+    let (client, mut events) = Client::start(c).expect("valid");
+    let seen = until(&mut events, |e| matches!(e, Event::Connected(_) | Event::Finish)).await;
+    match seen.last() {
+        Some(Event::Connected(info)) => assert_eq!(info.subprotocol.as_deref(), Some("chat")),
+        other => panic!("{other:?}"),
+    }
+    client.stop(STEP).await;
+    let mut c = config(&format!("ws://{addr}"));
+    c.subprotocol = Some("v2".into());
+    let (_client, mut events) = Client::start(c).expect("valid");
+    let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Error(ClientError::Handshake(_)))),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn reconnect_after_a_clean_close_when_asked() {
+    // The server closes every connection cleanly right after the upgrade.
+    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+        accept_upgrade(&mut tcp).await;
+        let _ = tcp.write_all(&[0x88, 0x02, 0x03, 0xE9]).await;
+        drain(&mut tcp).await;
+    })
+    .await;
+    let mut c = config(&format!("ws://{addr}"));
+    c.reconnect = Reconnect::Fixed(Duration::from_millis(50));
+    c.reconnect_after_close = true;
+    c.close_linger = Duration::from_millis(100);
+    let (client, mut events) = Client::start(c).expect("valid");
+    for _ in 0..2 {
+        let seen = until(&mut events, |e| matches!(e, Event::Closed { .. })).await;
+        assert!(
+            matches!(seen.last(), Some(Event::Closed { code: Some(1001), .. })),
+            "{seen:?}"
+        );
+        let seen = until(&mut events, |e| matches!(e, Event::Connected(_))).await;
+        assert!(!seen.iter().any(|e| matches!(e, Event::Finish)), "{seen:?}");
+    }
+    client.stop(STEP).await;
+
+    // Without the option, a clean close ends the client.
+    let mut c = config(&format!("ws://{addr}"));
+    c.reconnect = Reconnect::Fixed(Duration::from_millis(50));
+    let (_client, mut events) = Client::start(c).expect("valid");
+    let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
+    assert_eq!(
+        seen.iter().filter(|e| matches!(e, Event::Connected(_))).count(),
+        1,
+        "{seen:?}"
+    );
+}
