@@ -1285,7 +1285,11 @@ fn a_reconnect_attempt_in_progress_is_state_1() {
     wait_until("the reconnect attempt", STEP, || peer.accepted() == 2);
     // §6.2: state 1 during the (re)connect attempt.
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 1, &uri)));
+    // §7.3 corner case: a send in state 1 waits for the attempt and then succeeds.
+    at.at("AT+WSSEND=0,4", PROMPT);
+    at.send("wait");
     at.expect(b"+WS_CONNECTED:0\r\n");
+    at.expect(SEND_OK);
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &uri)));
     at.at("AT+WSCLOSE=0", OK);
 }
@@ -1529,5 +1533,105 @@ fn headers_added_later_do_not_reach_auto_reconnects() {
         let (_, extras) = request_extras(&head);
         assert_eq!(extras, ["X-A:  1"], "request {i}");
     }
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn answered_pings_keep_the_link_up() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    // Ping every second, pong timeout 1 s: the echo server answers every ping.
+    at.at("AT+WSCFG=0,1,1", OK);
+    open(&mut at, 0, &server.uri());
+    at.expect_silence(Duration::from_millis(3500));
+    send_and_echo(&mut at, 0, b"alive");
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn the_largest_send_v5() {
+    let server = EchoPeer::ws();
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    at.at("AT+WSCFG=0,30,60,8192", OK);
+    open(&mut at, 0, &server.uri());
+    let payload = pattern(8192);
+    at.at("AT+WSSEND=0,8192", PROMPT);
+    at.send(&payload);
+    at.expect_any_order(&[SEND_OK, &ws_data(0, &payload)]);
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn a_close_sent_by_at_then_dropped_tcp_reconnects() {
+    // The server drops TCP when it sees a close frame, without answering it (§7.3, opcode 8).
+    let peer = Peer::spawn(|mut tcp: TcpStream, n| {
+        ws_accept(&mut tcp);
+        if n == 0 {
+            while let Some(f) = read_client_frame(&mut tcp) {
+                if f.opcode == 8 {
+                    return;
+                }
+            }
+        }
+        hold(&mut tcp);
+    });
+    let modem = Modem::tcp(FAST);
+    let mut at = modem.connect();
+    open(&mut at, 0, &peer.uri());
+    at.at("AT+WSSEND=0,2,8", PROMPT);
+    at.send([0x03, 0xe8]);
+    at.expect_any_order(&[SEND_OK, b"+WS_DISCONNECTED:0\r\n"]);
+    // Not a close handshake for the AT layer: the link stays and comes back.
+    at.expect(b"+WS_CONNECTED:0\r\n");
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &peer.uri())));
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn master_fin_parameter_and_its_quirks() {
+    let (tx, rx) = report::<ClientFrame>();
+    let tx = std::sync::Mutex::new(tx);
+    let peer = Peer::spawn(move |mut tcp: TcpStream, _| {
+        ws_accept(&mut tcp);
+        while let Some(f) = read_client_frame(&mut tcp) {
+            let _ = tx.lock().expect("lock").send(f);
+        }
+    });
+    let modem = Modem::tcp(&[FAST, &["--firmware", "master"]].concat());
+    let mut at = modem.connect();
+    open(&mut at, 0, &peer.uri());
+    let frame = |expected: (u8, bool, &[u8])| {
+        let f = rx.recv_timeout(STEP).expect("a frame");
+        assert_eq!((f.opcode, f.fin, f.payload.as_slice()), expected);
+        assert!(f.masked);
+    };
+    let send = |at: &mut AtClient, params: &str, payload: &[u8], result: &[u8]| {
+        at.at(&format!("AT+WSSEND=0,{params}"), PROMPT);
+        at.send(payload);
+        at.expect(result);
+    };
+    // §9.1: a fragmented text message built with fin=0.
+    send(&mut at, "3,1,1000,0", b"abc", SEND_OK);
+    frame((1, false, b"abc"));
+    send(&mut at, "3,0,1000,0", b"def", SEND_OK);
+    frame((0, false, b"def"));
+    // Opcode 0 with fin=1 sends an empty final continuation and reports ERROR for len > 0.
+    send(&mut at, "3,0,1000,1", b"ghi", ERROR);
+    frame((0, true, b""));
+    // Length 0: no prompt, the empty frame, SEND OK.
+    at.at("AT+WSSEND=0,0,1", SEND_OK);
+    frame((1, true, b""));
+    // A control opcode with fin=0 is refused after the payload was read; nothing is sent.
+    send(&mut at, "2,9,1000,0", b"xx", ERROR);
+    send(&mut at, "4,2,1000,1", b"full", SEND_OK);
+    frame((2, true, b"full"));
+    // 16 KiB limits.
+    at.at("AT+WSCFG=1,10,120,16384", OK);
+    at.at("AT+WSCFG=1,10,120,16385", ERROR);
+    at.at("AT+WSSEND=0,16385", ERROR);
+    at.at("AT+WSSEND=0,4,1,1000,2", ERROR);
+    at.at("AT+WSSEND=0,4,1,,1", ERROR);
     at.at("AT+WSCLOSE=0", OK);
 }
