@@ -27,9 +27,10 @@ pub struct ModemArgs {
     /// Serve the AT port on standard input and output (the default).
     #[arg(long, group = "transport")]
     stdio: bool,
-    /// Listen for one AT client at a time on this TCP address (e.g. 127.0.0.1:3333); links,
-    /// headers and configuration survive the client reconnecting.
-    #[arg(long, value_name = "ADDR", group = "transport")]
+    /// Listen for one AT client at a time on this TCP address (e.g. 127.0.0.1:3333; a bare
+    /// port binds to loopback only); links, headers and configuration survive the client
+    /// reconnecting.
+    #[arg(long, value_name = "ADDR|PORT", group = "transport")]
     tcp: Option<String>,
     /// Create a pseudo-terminal (raw mode) and print its path on stderr.
     #[arg(long, group = "transport")]
@@ -101,6 +102,10 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
     };
     let _pty;
     if let Some(addr) = &args.tcp {
+        // The AT port carries credentials (AT+WSOPEN auth, AT+WSHEAD): never expose it
+        // beyond this machine unless an address says so.
+        let addr = if addr.parse::<u16>().is_ok() { format!("127.0.0.1:{addr}") } else { addr.clone() };
+        let addr = &addr;
         let local = port::tcp(addr, tx)
             .await
             .with_context(|| format!("listening on {addr}"))?;

@@ -1,6 +1,7 @@
 //! Client configuration: the ESP client's options by URI with explicit overrides, plus
 //! what its users ask for (whole messages, backoff, redirects, strictness).
 
+use std::fmt;
 use std::time::Duration;
 
 use wsat_proto::handshake::{basic_auth, HandshakeRequest};
@@ -85,8 +86,9 @@ impl Default for TcpKeepalive {
 }
 
 /// Everything a [`crate::Client`] needs. Start from [`ClientConfig::new`] and override
-/// fields; the defaults are the ESP client's unless said otherwise.
-#[derive(Debug, Clone)]
+/// fields; the defaults are the ESP client's unless said otherwise. Its `Debug` output
+/// hides secrets (password, `Authorization`, cookies, the URI's password).
+#[derive(Clone)]
 pub struct ClientConfig {
     /// `ws[s]://[user[:pass]@]host[:port][/path][?query]`.
     pub uri: String,
@@ -155,6 +157,64 @@ pub struct ClientConfig {
     /// after an event is decoded until the next call, so replies sent while handling an
     /// event go out before, say, a protocol error in the next frame fails the connection.
     pub event_capacity: usize,
+}
+
+/// Shown instead of a secret in `Debug` output.
+const REDACTED: &str = "<redacted>";
+
+/// Header names whose values are credentials.
+fn is_secret_header(name: &str) -> bool {
+    ["authorization", "proxy-authorization", "cookie"]
+        .iter()
+        .any(|s| name.eq_ignore_ascii_case(s))
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = match WsUri::parse(&self.uri) {
+            Ok(u) if u.password.is_some() => {
+                self.uri
+                    .replacen(&format!(":{}@", u.password.unwrap_or_default()), ":<redacted>@", 1)
+            }
+            _ => self.uri.clone(),
+        };
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), if is_secret_header(n) { REDACTED } else { v.as_str() }))
+            .collect();
+        f.debug_struct("ClientConfig")
+            .field("uri", &uri)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &self.path)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("authorization", &self.authorization.as_ref().map(|_| REDACTED))
+            .field("subprotocol", &self.subprotocol)
+            .field("user_agent", &self.user_agent)
+            .field("headers", &headers)
+            .field("buffer_size", &self.buffer_size)
+            .field("delivery", &self.delivery)
+            .field("chunk_policy", &self.chunk_policy)
+            .field("strict", &self.strict)
+            .field("echo_close_code", &self.echo_close_code)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("ping_resets_on_receive", &self.ping_resets_on_receive)
+            .field("network_timeout", &self.network_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("reconnect_after_close", &self.reconnect_after_close)
+            .field("close_timeout", &self.close_timeout)
+            .field("close_linger", &self.close_linger)
+            .field("max_redirects", &self.max_redirects)
+            .field("max_request_len", &self.max_request_len)
+            .field("max_response_head", &self.max_response_head)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("tls", &self.tls)
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -267,6 +327,20 @@ mod tests {
         assert_eq!(c.request(&t).authorization.as_deref(), Some("Bearer t"));
         assert!(ClientConfig::new("INVALID").target().is_err());
         assert!(ClientConfig::new("http2://h").target().is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut c = ClientConfig::new("ws://user:hunter2@h/x");
+        c.authorization = Some("Bearer s3cret".into());
+        c.headers.push(("Cookie".into(), "session=abc123".into()));
+        c.headers.push(("X-Trace".into(), "visible".into()));
+        c.tls.client_key_pem = Some(b"-----BEGIN PRIVATE KEY-----\nMIIkey".to_vec());
+        let shown = format!("{c:?}");
+        for secret in ["hunter2", "s3cret", "abc123", "MIIkey"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("visible") && shown.contains("user"), "{shown}");
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub enum Verification {
     None,
 }
 
-/// Which trust anchors verify the server.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Which trust anchors verify the server. Its `Debug` output never shows the private key.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct TlsConfig {
     /// The verification level.
     pub verification: Verification,
@@ -39,6 +39,20 @@ pub struct TlsConfig {
     pub client_cert_pem: Option<Vec<u8>>,
     /// The client certificate's private key (PEM: PKCS#1, PKCS#8 or SEC1, unencrypted).
     pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = |v: &Option<Vec<u8>>| v.as_ref().map(|b| format!("<{} bytes>", b.len()));
+        f.debug_struct("TlsConfig")
+            .field("verification", &self.verification)
+            .field("ca_pem", &len(&self.ca_pem))
+            .field("webpki_roots", &self.webpki_roots)
+            .field("native_roots", &self.native_roots)
+            .field("client_cert_pem", &len(&self.client_cert_pem))
+            .field("client_key_pem", &self.client_key_pem.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Why a TLS configuration could not be built.
