@@ -195,7 +195,7 @@ async fn soak_through_the_modem_tcp_port_with_three_links() {
         assert_eq!(at.next_text().await, b"\r\nOK\r\n");
     }
 
-    let mut rng = Rng(0x5eed_0f_3a7_u64);
+    let mut rng = Rng(0x0005_eed0_f3a7_u64);
     let mut expected: Vec<VecDeque<Vec<u8>>> = vec![VecDeque::new(); 3];
     let (mut sent_msgs, mut sent_bytes, mut got_bytes, mut chunks) = (0u64, 0u64, 0u64, 0u64);
     let deadline = Instant::now() + soak_duration();
@@ -278,7 +278,7 @@ async fn soak_through_the_library_with_whole_messages_up_to_16_mib() {
             other => panic!("{other:?}"),
         }
     }
-    let mut rng = Rng(0x1b_u64 << 40 | 0xfeed);
+    let mut rng = Rng(0x001b_0000_feed_u64);
     let deadline = Instant::now() + soak_duration();
     let (mut sent, mut bytes) = (0u64, 0u64);
     while Instant::now() < deadline {
