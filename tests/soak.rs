@@ -152,6 +152,28 @@ impl AtPort {
     }
 }
 
+/// Matches every chunk received so far against what each link must get next.
+fn check(at: &mut AtPort, expected: &mut [VecDeque<Vec<u8>>], got: &mut u64, chunks: &mut u64) {
+    for (link, want_queue) in expected.iter_mut().enumerate() {
+        while let Some(chunk) = at.data[link].pop_front() {
+            let want = want_queue
+                .pop_front()
+                .unwrap_or_else(|| panic!("link {link}: unexpected (duplicated) chunk of {} bytes", chunk.len()));
+            assert_eq!(
+                chunk.len(),
+                want.len(),
+                "link {link}: chunk size (lost, reordered or mis-chunked data)"
+            );
+            assert!(
+                chunk == want,
+                "link {link}: chunk bytes differ (corrupted or reordered)"
+            );
+            *got += chunk.len() as u64;
+            *chunks += 1;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_through_the_modem_tcp_port_with_three_links() {
     let server = EchoServer::bind("127.0.0.1:0", None).await.expect("bind");
@@ -199,26 +221,6 @@ async fn soak_through_the_modem_tcp_port_with_three_links() {
     let mut expected: Vec<VecDeque<Vec<u8>>> = vec![VecDeque::new(); 3];
     let (mut sent_msgs, mut sent_bytes, mut got_bytes, mut chunks) = (0u64, 0u64, 0u64, 0u64);
     let deadline = Instant::now() + soak_duration();
-    let mut check = |at: &mut AtPort, expected: &mut Vec<VecDeque<Vec<u8>>>, got: &mut u64, chunks: &mut u64| {
-        for link in 0..3 {
-            while let Some(chunk) = at.data[link].pop_front() {
-                let want = expected[link]
-                    .pop_front()
-                    .unwrap_or_else(|| panic!("link {link}: unexpected (duplicated) chunk of {} bytes", chunk.len()));
-                assert_eq!(
-                    chunk.len(),
-                    want.len(),
-                    "link {link}: chunk size (lost, reordered or mis-chunked data)"
-                );
-                assert!(
-                    chunk == want,
-                    "link {link}: chunk bytes differ (corrupted or reordered)"
-                );
-                *got += chunk.len() as u64;
-                *chunks += 1;
-            }
-        }
-    };
     while Instant::now() < deadline {
         let link = rng.below(3) as usize;
         let len = 1 + rng.below(8192) as usize;
