@@ -92,26 +92,31 @@ pub async fn run(
     link: LinkHandle,
     request: OpenRequest,
     timing: LinkTiming,
-    up: mpsc::UnboundedSender<LinkMsg>,
+    up: mpsc::Sender<LinkMsg>,
     mut commands: mpsc::UnboundedReceiver<LinkCmd>,
 ) {
+    // Bounded: while the AT port cannot take more, this waits, the client's event queue
+    // fills and it stops reading the socket, so TCP pushes back on the server.
     let report = |msg| {
-        let _ = up.send(msg);
+        let up = up.clone();
+        async move {
+            let _ = up.send(msg).await;
+        }
     };
     let (client, mut events) = match Client::start(client_config(&request, &timing)) {
         Ok(started) => started,
         Err(e) => {
             tracing::warn!(link = link.id, "cannot start the link: {e}");
-            report(LinkMsg::Done(Completion::Open { link, ok: false }));
+            report(LinkMsg::Done(Completion::Open { link, ok: false })).await;
             return;
         }
     };
     if !open(link, &request, &timing, &mut events, &report).await {
         client.stop(Duration::from_secs(1)).await;
-        report(LinkMsg::Done(Completion::Open { link, ok: false }));
+        report(LinkMsg::Done(Completion::Open { link, ok: false })).await;
         return;
     }
-    report(LinkMsg::Done(Completion::Open { link, ok: true }));
+    report(LinkMsg::Done(Completion::Open { link, ok: true })).await;
 
     type Sending = Pin<Box<dyn Future<Output = bool> + Send>>;
     let mut sending: Option<Sending> = None;
@@ -132,14 +137,14 @@ pub async fn run(
                             Ok(Some(Event::Finish)) | Ok(None) => { events_open = false; break; }
                             Ok(Some(ev)) => {
                                 let disconnected = matches!(ev, Event::Disconnected(_));
-                                forward(link, ev, &report);
+                                forward(link, ev, &report).await;
                                 if disconnected { break; }
                             }
                             Err(_) => break,
                         }
                     }
                 }
-                report(LinkMsg::Done(Completion::Send { link, ok }));
+                report(LinkMsg::Done(Completion::Send { link, ok })).await;
                 if !events_open {
                     return;
                 }
@@ -151,7 +156,7 @@ pub async fn run(
                         return;
                     }
                 }
-                Some(ev) => forward(link, ev, &report),
+                Some(ev) => forward(link, ev, &report).await,
             },
             cmd = commands.recv() => match cmd {
                 None => {
@@ -163,7 +168,7 @@ pub async fn run(
                 }
                 Some(LinkCmd::Close) => {
                     client.stop(Duration::from_secs(2)).await;
-                    report(LinkMsg::Done(Completion::Close { link }));
+                    report(LinkMsg::Done(Completion::Close { link })).await;
                     return;
                 }
             },
@@ -172,13 +177,16 @@ pub async fn run(
 }
 
 /// The open: connected, or failed with the firmware's URCs and timing. `true` if up.
-async fn open(
+async fn open<R>(
     link: LinkHandle,
     request: &OpenRequest,
     timing: &LinkTiming,
     events: &mut Events,
-    report: &impl Fn(LinkMsg),
-) -> bool {
+    report: &impl Fn(LinkMsg) -> R,
+) -> bool
+where
+    R: Future<Output = ()>,
+{
     let deadline = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
     // After the deadline, the attempt in progress still runs to its end (bounded by the
     // network timeout), as the firmware's cleanup waits for it.
@@ -188,14 +196,14 @@ async fn open(
         let until = if timed_out { last_chance } else { deadline };
         match tokio::time::timeout_at(until, events.recv()).await {
             Ok(Some(Event::Connected(_))) => {
-                report(LinkMsg::Event(link, LinkEvent::Connected));
+                report(LinkMsg::Event(link, LinkEvent::Connected)).await;
                 if timed_out {
                     return false; // "+WS_CONNECTED" then ERROR: the link is torn down at once
                 }
                 return true;
             }
             Ok(Some(Event::Disconnected(_))) => {
-                report(LinkMsg::Event(link, LinkEvent::Disconnected));
+                report(LinkMsg::Event(link, LinkEvent::Disconnected)).await;
                 tokio::time::sleep(timing.open_error_delay).await;
                 return false;
             }
@@ -208,7 +216,7 @@ async fn open(
 }
 
 /// Translates a client event into the engine's link event.
-fn forward(link: LinkHandle, event: Event, report: &impl Fn(LinkMsg)) {
+async fn forward<R: Future<Output = ()>>(link: LinkHandle, event: Event, report: &impl Fn(LinkMsg) -> R) {
     let ev = match event {
         Event::BeforeConnect { .. } => LinkEvent::Connecting,
         Event::Connected(_) => LinkEvent::Connected,
@@ -225,7 +233,7 @@ fn forward(link: LinkHandle, event: Event, report: &impl Fn(LinkMsg)) {
         },
         Event::Message(_) | Event::Error(_) | Event::Closed { .. } | Event::Finish => return,
     };
-    report(LinkMsg::Event(link, ev));
+    report(LinkMsg::Event(link, ev)).await;
 }
 
 /// AT+WSSEND: while a reconnect attempt runs the firmware's send waits for it (the link

@@ -44,8 +44,8 @@ pub struct Modem {
     engine: Engine,
     options: ModemOptions,
     links: HashMap<usize, RunningLink>,
-    link_tx: mpsc::UnboundedSender<LinkMsg>,
-    link_rx: mpsc::UnboundedReceiver<LinkMsg>,
+    link_tx: mpsc::Sender<LinkMsg>,
+    link_rx: mpsc::Receiver<LinkMsg>,
     writer: Option<PortWriter>,
 }
 
@@ -53,7 +53,8 @@ impl Modem {
     /// A modem with nothing attached yet.
     pub fn new(mut options: ModemOptions) -> Self {
         let engine = Engine::new(std::mem::take(&mut options.engine));
-        let (link_tx, link_rx) = mpsc::unbounded_channel();
+        // Bounded, so that a slow AT port pushes back on the links (see link::run).
+        let (link_tx, link_rx) = mpsc::channel(64);
         Modem {
             engine,
             options,
@@ -198,7 +199,8 @@ impl Modem {
             }
             Action::SntpSync => {
                 // The host clock is the time source: "synchronised" at once.
-                let _ = self.link_tx.send(LinkMsg::Done(Completion::SntpSynced));
+                let tx = self.link_tx.clone();
+                tokio::spawn(async move { tx.send(LinkMsg::Done(Completion::SntpSynced)).await });
             }
             Action::QueryTime { .. } => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -28,8 +28,9 @@ pub enum PortEvent {
 pub enum PortWriter {
     /// A TCP client.
     Tcp(OwnedWriteHalf),
-    /// A writer thread (stdio, pty, serial).
-    Thread(std::sync::mpsc::Sender<Vec<u8>>),
+    /// A writer thread (stdio, pty, serial). Bounded: a slow port (a UART at 115200 baud)
+    /// holds the modem loop back, and through it the links' reads, as on the chip.
+    Thread(mpsc::Sender<Vec<u8>>),
     /// An in-process host (the demo, tests): each piece arrives as one message.
     Channel(mpsc::UnboundedSender<Vec<u8>>),
 }
@@ -41,6 +42,7 @@ impl PortWriter {
             PortWriter::Tcp(w) => w.write_all(bytes).await,
             PortWriter::Thread(tx) => tx
                 .send(bytes.to_vec())
+                .await
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "port writer gone")),
             PortWriter::Channel(tx) => tx
                 .send(bytes.to_vec())
@@ -81,9 +83,9 @@ fn spawn_reader<R: Read + Send + 'static>(mut reader: R, events: mpsc::Unbounded
 
 /// Writes every piece from the channel with one write each, flushing after each.
 fn spawn_writer<W: Write + Send + 'static>(mut writer: W) -> PortWriter {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     std::thread::spawn(move || {
-        for piece in rx {
+        while let Some(piece) = rx.blocking_recv() {
             if let Err(e) = writer.write_all(&piece).and_then(|()| writer.flush()) {
                 tracing::warn!("port write failed: {e}");
             }
