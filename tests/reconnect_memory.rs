@@ -1,7 +1,6 @@
 //! Memory stays flat across 10,000 reconnects: under 2 MiB of growth, so a leak of 200 bytes
-//! per reconnect (the ESP client has one of about 250, esp-protocols #1104) fails it. Its own
-//! test binary, so that the process's
-//! resident set belongs to this test alone).
+//! per reconnect (the ESP client has one of about 250, esp-protocols #1104) fails it. It has
+//! its own test binary, so that the process's resident set belongs to this test alone.
 
 mod common;
 
