@@ -62,9 +62,13 @@ pub struct ModemArgs {
     /// Bound on each network step of a link: TCP connect, TLS, upgrade (the firmware: 10 s).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     network_timeout_ms: u64,
-    /// Record every AT byte, both directions, with timestamps.
+    /// Record every AT byte, both directions, with timestamps. Credentials (the auth of
+    /// AT+WSOPEN, a URI's password, AT+WSHEAD values) are written as <redacted>.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Write credentials into the --trace file as they are.
+    #[arg(long, requires = "trace")]
+    trace_secrets: bool,
 }
 
 pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
@@ -84,7 +88,7 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
     let trace = args
         .trace
         .as_deref()
-        .map(Trace::create)
+        .map(|p| Trace::create(p, !args.trace_secrets))
         .transpose()
         .context("creating the trace file")?;
     let timing = LinkTiming {
@@ -104,7 +108,11 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = &args.tcp {
         // The AT port carries credentials (AT+WSOPEN auth, AT+WSHEAD): never expose it
         // beyond this machine unless an address says so.
-        let addr = if addr.parse::<u16>().is_ok() { format!("127.0.0.1:{addr}") } else { addr.clone() };
+        let addr = if addr.parse::<u16>().is_ok() {
+            format!("127.0.0.1:{addr}")
+        } else {
+            addr.clone()
+        };
         let addr = &addr;
         let local = port::tcp(addr, tx)
             .await

@@ -16,7 +16,7 @@ use wsat_at::{Action, Completion, Engine, EngineConfig, LinkHandle};
 
 use link::{LinkCmd, LinkMsg, LinkTiming};
 use port::{PortEvent, PortWriter};
-use trace::{Direction, Trace};
+use trace::Trace;
 
 /// What the modem loop needs besides the engine.
 #[derive(Debug)]
@@ -87,10 +87,10 @@ impl Modem {
                         }
                     }
                     Some(PortEvent::Data(bytes)) => {
-                        if let Some(t) = self.options.trace.as_mut() {
-                            t.record(Direction::In, &bytes);
-                        }
                         self.engine.feed(&bytes);
+                        if let Some(t) = self.options.trace.as_mut() {
+                            t.record_in(&bytes, self.engine.port_state());
+                        }
                     }
                     Some(PortEvent::Detached) => {
                         self.writer = None;
@@ -128,7 +128,7 @@ impl Modem {
             while let Some(piece) = self.engine.poll_output() {
                 progressed = true;
                 if let Some(t) = self.options.trace.as_mut() {
-                    t.record(Direction::Out, &piece);
+                    t.record_out(&piece);
                 }
                 if let Some(w) = self.writer.as_mut() {
                     if let Err(e) = w.write(&piece).await {
