@@ -169,3 +169,41 @@ fn the_trace_hides_credentials_unless_asked() {
         assert!(open.contains(secret), "--trace-secrets must keep {secret}:\n{open}");
     }
 }
+
+#[test]
+fn the_pty_link_is_removed_when_the_modem_is_terminated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyWS0");
+    let mut child = wsat()
+        .args(["modem", "--pty", "--link", &link.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::symlink_metadata(&link).is_err() {
+        assert!(Instant::now() < deadline, "no link appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let target = std::fs::read_link(&link).expect("a symlink");
+    assert!(target.starts_with("/dev/pts/"), "{}", target.display());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "a terminated modem exits cleanly: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the modem ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "the --link symlink was left behind"
+    );
+}

@@ -137,8 +137,14 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
         port::stdio(tx);
         options.exit_on_detach = true;
     }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C or a plain `kill`: stop cleanly, so the --link symlink is removed.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
     Modem::new(options).run(rx, shutdown).await;
     Ok(ExitCode::SUCCESS)
