@@ -331,11 +331,6 @@ impl Connection {
         }
     }
 
-    /// Whether bytes are waiting in [`Connection::poll_transmit`].
-    pub fn has_transmit(&self) -> bool {
-        !self.tx.is_empty()
-    }
-
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -80,11 +80,6 @@ impl FrameDecoder {
         &self.config
     }
 
-    /// Changes the chunk size from the next chunk on.
-    pub fn set_max_chunk(&mut self, max_chunk: usize) {
-        self.config.max_chunk = max_chunk.max(1);
-    }
-
     /// Takes the next item from the front of `buf`; `Ok(None)` means more bytes are needed.
     /// After an error the stream is unusable: the connection must be failed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {

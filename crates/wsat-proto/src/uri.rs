@@ -128,11 +128,6 @@ impl WsUri {
         }
     }
 
-    /// `host` as a socket address string (`[v6]:port` or `host:port`).
-    pub fn socket_addr(&self) -> String {
-        self.host_header()
-    }
-
     /// The target of a redirect `location` seen from this URI: absolute (`ws`, `wss`,
     /// `http`, `https`), scheme-relative (`//host/...`) or a path (`/...` or relative to
     /// this path's directory). Userinfo is not carried over.
