@@ -71,13 +71,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         "AT+CWJAP=\"espressif\",\"1234567890\"\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n\r\nOK\r\n",
     )
     .await?;
-    let open = format!("AT+WSOPEN=0,\"ws://{ws_addr}\"\r\n");
-    host.exchange(&open, &format!("{open}+WS_CONNECTED:0\r\n\r\nOK\r\n"))
-        .await?;
-    host.exchange("AT+WSSEND=0,4\r\n", "AT+WSSEND=0,4\r\n\r\nOK\r\n\r\n>")
-        .await?;
-    host.exchange("test", "\r\nSEND OK\r\n+WS_DATA:0,4,test\r\n").await?;
-    host.exchange("AT+WSCLOSE=0\r\n", "AT+WSCLOSE=0\r\n\r\nOK\r\n").await?;
+    host.echo_session(&format!("ws://{ws_addr}")).await?;
 
     println!("\n## WebSocket over TLS, mutual authentication (echo server at wss://{wss_addr})");
     host.exchange(
@@ -93,13 +87,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         "AT+WSCFG=0,30,60,4096,3,0,0\r\n\r\nOK\r\n",
     )
     .await?;
-    let open = format!("AT+WSOPEN=0,\"wss://{wss_addr}\"\r\n");
-    host.exchange(&open, &format!("{open}+WS_CONNECTED:0\r\n\r\nOK\r\n"))
-        .await?;
-    host.exchange("AT+WSSEND=0,4\r\n", "AT+WSSEND=0,4\r\n\r\nOK\r\n\r\n>")
-        .await?;
-    host.exchange("test", "\r\nSEND OK\r\n+WS_DATA:0,4,test\r\n").await?;
-    host.exchange("AT+WSCLOSE=0\r\n", "AT+WSCLOSE=0\r\n\r\nOK\r\n").await?;
+    host.echo_session(&format!("wss://{wss_addr}")).await?;
 
     drop(host);
     let _ = tokio::time::timeout(ANSWER, modem).await;
@@ -121,6 +109,17 @@ impl Host {
     fn send(&self, bytes: &str) {
         println!("H: {}", bytes.escape_default());
         let _ = self.port.send(PortEvent::Data(bytes.as_bytes().to_vec()));
+    }
+
+    /// The seed's session on link 0: open, send "test", see the echo, close.
+    async fn echo_session(&mut self, uri: &str) -> anyhow::Result<()> {
+        let open = format!("AT+WSOPEN=0,\"{uri}\"\r\n");
+        self.exchange(&open, &format!("{open}+WS_CONNECTED:0\r\n\r\nOK\r\n"))
+            .await?;
+        self.exchange("AT+WSSEND=0,4\r\n", "AT+WSSEND=0,4\r\n\r\nOK\r\n\r\n>")
+            .await?;
+        self.exchange("test", "\r\nSEND OK\r\n+WS_DATA:0,4,test\r\n").await?;
+        self.exchange("AT+WSCLOSE=0\r\n", "AT+WSCLOSE=0\r\n\r\nOK\r\n").await
     }
 
     async fn exchange(&mut self, command: &str, answer: &str) -> anyhow::Result<()> {
