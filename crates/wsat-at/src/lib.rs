@@ -33,6 +33,8 @@
 mod asctime;
 mod commands;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod line;
 mod links;
 mod output;

@@ -21,6 +21,8 @@ mod connection;
 mod decode;
 pub mod encode;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 mod header;
 pub mod mask;
