@@ -15,6 +15,7 @@ mod modem_support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{next, until};
 use fault_peer::{huge_block, split_payload, Fault, FaultPeer, Seen, CLOSE_REASON, FRAGMENTS, HUGE_BLOCK, PINGS};
 use modem_support::{ws_data, AtClient, Modem, ERROR, OK, PROMPT, SEND_OK};
 use wsat_client::{
@@ -86,11 +87,6 @@ fn error_shape(e: &ClientError) -> String {
     }
 }
 
-/// Events until one matches `stop` (included), each within [`STEP`].
-async fn until(events: &mut Events, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
-    common::until(events, stop).await
-}
-
 fn shapes(events: &[Event]) -> Vec<String> {
     events.iter().map(shape).collect()
 }
@@ -119,7 +115,7 @@ fn data(ev: &Event) -> &wsat_client::DataChunk {
 /// Sends `text` and expects it back from an echoing peer.
 async fn echo_round_trip(client: &Client, events: &mut Events, text: &str) {
     client.send_text(text, STEP).await.expect("sent");
-    let ev = common::next(events).await;
+    let ev = next(events).await;
     assert_eq!(shape(&ev), format!("Data(op 1, fin 1, 0+{n} of {n})", n = text.len()));
     assert_eq!(&data(&ev).data[..], text.as_bytes());
 }
@@ -133,9 +129,19 @@ fn modem() -> (Modem, AtClient) {
     (modem, at)
 }
 
-/// `AT+WSOPEN=<link>,"<uri>"` answered `+WS_CONNECTED` then `OK` (§6.1).
+/// `AT+WSOPEN=0,"<uri>"` answered `+WS_CONNECTED:0` then `OK` (§6.1).
 fn open(at: &mut AtClient, uri: &str) {
     at.at(&format!("AT+WSOPEN=0,\"{uri}\""), b"+WS_CONNECTED:0\r\n\r\nOK\r\n");
+}
+
+/// `AT+WSOPEN=0,"<uri>"` answered `+WS_CONNECTED:0`, then `urcs` in order with the `OK`
+/// anywhere between them: what the server sends right after the upgrade may be reported
+/// before the `OK` (§6.1).
+fn open_then(at: &mut AtClient, uri: &str, urcs: &[&[u8]]) {
+    let cmd = format!("AT+WSOPEN=0,\"{uri}\"");
+    at.send(format!("{cmd}\r\n"));
+    at.expect(format!("{cmd}\r\n+WS_CONNECTED:0\r\n"));
+    at.expect_with_floating(urcs, OK);
 }
 
 /// `AT+WSOPEN` on link 0 failing after the attempt: `+WS_DISCONNECTED:0`, then `ERROR`, and
@@ -332,7 +338,7 @@ fn modem_redirect_is_not_followed() {
 async fn until_connected(events: &mut Events, n: usize) -> Vec<Event> {
     let mut seen = Vec::new();
     while seen.iter().filter(|e| matches!(e, Event::Connected(_))).count() < n {
-        let ev = common::next(events).await;
+        let ev = next(events).await;
         assert!(!matches!(ev, Event::Finish), "finished early: {:?}", shapes(&seen));
         seen.push(ev);
     }
@@ -367,10 +373,9 @@ fn modem_close_mid_frame_disconnects_and_reconnects() {
     let peer = FaultPeer::start(&[Fault::CloseMidFrame, Fault::Echo]);
     let (_modem, mut at) = modem();
     let uri = peer.uri();
-    open(&mut at, &uri);
     // §8.3: EOF without a close frame. (The chip may first print the half frame's bytes as a
     // short +WS_DATA, §8.5; the canonical emulation reports whole chunks only.)
-    at.expect(b"+WS_DISCONNECTED:0\r\n");
+    open_then(&mut at, &uri, &[b"+WS_DISCONNECTED:0\r\n"]);
     // §10: after the reconnect delay the link comes back by itself.
     at.expect(b"+WS_CONNECTED:0\r\n");
     at.at("AT+WSOPEN?", wsopen_line(2, &uri));
@@ -576,11 +581,8 @@ fn modem_close_frame_with_each_code_removes_the_link() {
     let peer = FaultPeer::start(&plan);
     let (_modem, mut at) = modem();
     for (i, code) in CLOSE_CODES.into_iter().enumerate() {
-        at.send(format!("AT+WSOPEN=0,\"{}\"\r\n", peer.uri()));
-        at.expect(format!("AT+WSOPEN=0,\"{}\"\r\n+WS_CONNECTED:0\r\n", peer.uri()));
-        // The close frame may arrive before the OK of AT+WSOPEN (§6.1); the code is not
-        // reported (§8.4).
-        at.expect_any_order(&[OK, b"+WS_CLOSED:0\r\n"]);
+        // §8.4: the close frame's code is not reported.
+        open_then(&mut at, &peer.uri(), &[b"+WS_CLOSED:0\r\n"]);
         // The link is gone at once; the id is free again.
         at.at("AT+WSOPEN?", OK);
         at.at("AT+WSSEND=0,4", ERROR);
@@ -602,7 +604,7 @@ fn modem_close_frame_with_each_code_removes_the_link() {
 async fn client_split_every_byte_gives_the_usual_chunks() {
     let peer = FaultPeer::start(&[Fault::SplitEveryByte(2000)]);
     let (client, mut events) = connected(config(&peer)).await;
-    let (a, b) = (common::next(&mut events).await, common::next(&mut events).await);
+    let (a, b) = (next(&mut events).await, next(&mut events).await);
     assert_eq!(
         [shape(&a), shape(&b)],
         [
@@ -619,11 +621,12 @@ fn modem_split_every_byte_gives_the_usual_chunks() {
     let peer = FaultPeer::start(&[Fault::SplitEveryByte(2000)]);
     let (_modem, mut at) = modem();
     let payload = split_payload(2000);
-    at.send(format!("AT+WSOPEN=0,\"{}\"\r\n", peer.uri()));
-    at.expect(format!("AT+WSOPEN=0,\"{}\"\r\n+WS_CONNECTED:0\r\n", peer.uri()));
-    // As for a 2000-byte frame in one piece (§8.5, buffer_size 1024); data right after the
-    // upgrade may precede the OK (§6.1).
-    at.expect_with_floating(&[&ws_data(0, &payload[..1024]), &ws_data(0, &payload[1024..])], OK);
+    // As for a 2000-byte frame in one piece (§8.5, buffer_size 1024).
+    open_then(
+        &mut at,
+        &peer.uri(),
+        &[&ws_data(0, &payload[..1024]), &ws_data(0, &payload[1024..])],
+    );
     send_and_echo(&mut at, b"still in step");
     at.at("AT+WSCLOSE=0", OK);
 }
@@ -640,7 +643,7 @@ async fn client_huge_frame_in_buffer_size_chunks() {
     client.send_text("go", STEP).await.expect("sent");
     let blocks = HUGE_LEN / HUGE_BLOCK as u64;
     for k in 0..blocks {
-        let ev = common::next(&mut events).await;
+        let ev = next(&mut events).await;
         let d = data(&ev);
         assert_eq!(
             (d.opcode, d.fin, d.offset, d.data.len(), d.payload_len),
@@ -692,7 +695,7 @@ async fn client_pings_inside_fragments_are_answered_while_the_message_assembles(
     let (_client, mut events) = connected(config(&peer)).await;
     let mut seen = Vec::new();
     for _ in 0..5 {
-        seen.push(common::next(&mut events).await);
+        seen.push(next(&mut events).await);
     }
     assert_eq!(
         shapes(&seen),
@@ -713,27 +716,26 @@ async fn client_pings_inside_fragments_are_answered_while_the_message_assembles(
     let mut c = config(&peer);
     c.delivery = Delivery::messages();
     let (client, mut events) = connected(c).await;
-    let ev = common::next(&mut events).await;
+    let ev = next(&mut events).await;
     assert_eq!(shape(&ev), "Message(op 1, \"frag-1 frag-2 frag-3\")");
     assert_pongs([peer.next_frame(STEP).await, peer.next_frame(STEP).await], 1);
     client.send_text("next", STEP).await.expect("sent");
-    assert_eq!(shape(&common::next(&mut events).await), "Message(op 1, \"next\")");
+    assert_eq!(shape(&next(&mut events).await), "Message(op 1, \"next\")");
 }
 
 #[test]
 fn modem_pings_inside_fragments_give_only_the_data() {
     let peer = FaultPeer::start(&[Fault::PingsInsideFragments]);
     let (_modem, mut at) = modem();
-    at.send(format!("AT+WSOPEN=0,\"{}\"\r\n", peer.uri()));
-    at.expect(format!("AT+WSOPEN=0,\"{}\"\r\n+WS_CONNECTED:0\r\n", peer.uri()));
     // §8.5: each fragment's data in order, no marker, no URC for the pings.
-    at.expect_with_floating(
+    open_then(
+        &mut at,
+        &peer.uri(),
         &[
             &ws_data(0, FRAGMENTS[0]),
             &ws_data(0, FRAGMENTS[1]),
             &ws_data(0, FRAGMENTS[2]),
         ],
-        OK,
     );
     at.expect_silence(Duration::from_millis(300));
     // The library answered each ping with a pong of the same payload (§8.5).
