@@ -237,6 +237,7 @@ async fn serve(mut tcp: TcpStream, n: usize, fault: Fault, report: mpsc::Sender<
     }
     let mut s = Session::new(tcp, n, report, &leftover);
     match fault {
+        // Done above: these never upgrade.
         Fault::Refuse | Fault::HangBefore101 | Fault::BadAccept | Fault::Status(_) | Fault::RedirectLoop => {}
         Fault::CloseMidFrame => {
             let whole = frame(OpCode::TEXT, true, MID_FRAME);
