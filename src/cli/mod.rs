@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch (the fixed contract of DESIGN.md).
 
+mod bench;
 mod connect;
 mod demo;
 mod echo;
@@ -32,6 +33,9 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Show wsat at work with nothing else needed: in-process servers, scripted sessions.
     Demo,
+    /// Measure: the same echo workloads through wsat, tokio-tungstenite, fastwebsockets and
+    /// raw TCP against one pinned echo server; a table, CSV and a chart (BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Logs go to stderr, never to stdout (which `connect` and the modem's stdio port use).
@@ -58,5 +62,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::EchoServer(args) => echo::run(args).await,
         Command::Connect(args) => connect::run(args).await,
         Command::Demo => demo::run().await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

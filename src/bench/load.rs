@@ -1,0 +1,369 @@
+//! The load client of `wsat bench`: one workload through one implementation, in a process
+//! of its own, on a single-threaded runtime (the client has one core).
+//!
+//! Every connection keeps `window` messages in flight: a sender puts a message out whenever
+//! the window has room and a receiver takes the echoes in order, timing each round trip.
+//! Both run concurrently on split halves, so a 16 MiB message is read while it is written.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use super::stats::{percentile, Figures};
+use super::sys;
+use super::workload::Workload;
+
+/// What one client process does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// One of [`super::report::IMPLEMENTATIONS`].
+    pub implementation: String,
+    /// The load.
+    pub workload: Workload,
+    /// The WebSocket echo (host:port).
+    pub ws_addr: String,
+    /// The plain TCP echo (host:port).
+    pub tcp_addr: String,
+    /// Load before measuring (connections warm, buffers grown).
+    pub warmup: Duration,
+    /// The measured interval.
+    pub measure: Duration,
+}
+
+/// The measurement interval and what was seen in it, shared by all connections.
+struct Clock {
+    start: Instant,
+    stop: Instant,
+    latencies: RefCell<Vec<u64>>,
+    counted: Cell<u64>,
+}
+
+impl Clock {
+    fn record(&self, sent: Instant, now: Instant) {
+        if sent >= self.start && now <= self.stop {
+            self.counted.set(self.counted.get() + 1);
+            self.latencies.borrow_mut().push((now - sent).as_nanos() as u64);
+        }
+    }
+}
+
+/// The pipelining window of one connection: send times of messages in flight.
+struct Pace {
+    window: Semaphore,
+    in_flight: RefCell<VecDeque<Instant>>,
+    clock: Rc<Clock>,
+    /// The receiver is done: nothing more may be sent.
+    closing: Cell<bool>,
+}
+
+impl Pace {
+    fn new(window: usize, clock: Rc<Clock>) -> Self {
+        Pace {
+            window: Semaphore::new(window),
+            in_flight: RefCell::new(VecDeque::with_capacity(window)),
+            clock,
+            closing: Cell::new(false),
+        }
+    }
+
+    /// Waits for room in the window; `false` once the measurement is over.
+    ///
+    /// Past the end, one last message still goes out if none is in flight: the receiver
+    /// may be waiting for an echo, and it stops only after one arrives past the end.
+    async fn may_send(&self) -> bool {
+        match self.window.acquire().await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        if self.closing.get() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= self.clock.stop && !self.in_flight.borrow().is_empty() {
+            return false;
+        }
+        self.in_flight.borrow_mut().push_back(now);
+        true
+    }
+
+    /// One echo arrived; `false` once nothing is in flight and nothing more will be sent.
+    fn received(&self) -> bool {
+        let now = Instant::now();
+        if let Some(sent) = self.in_flight.borrow_mut().pop_front() {
+            self.clock.record(sent, now);
+        }
+        if now >= self.clock.stop && self.in_flight.borrow().is_empty() {
+            self.closing.set(true);
+        }
+        self.window.add_permits(1);
+        !self.closing.get()
+    }
+}
+
+/// Runs the plan and returns the figures of the measured interval.
+pub fn run(plan: &Plan) -> anyhow::Result<Figures> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, drive(plan))
+}
+
+async fn drive(plan: &Plan) -> anyhow::Result<Figures> {
+    let w = plan.workload;
+    let payload = Bytes::from((0..w.payload).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    // Connect everything first, so the handshakes are outside the measurement.
+    let mut conns = Vec::with_capacity(w.connections);
+    for _ in 0..w.connections {
+        conns.push(Conn::connect(plan).await.with_context(|| format!("{} connecting", plan.implementation))?);
+    }
+    let now = Instant::now();
+    let clock = Rc::new(Clock {
+        start: now + plan.warmup,
+        stop: now + plan.warmup + plan.measure,
+        latencies: RefCell::new(Vec::with_capacity(1 << 16)),
+        counted: Cell::new(0),
+    });
+    let cpu_sampler = {
+        let clock = clock.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(clock.start.into()).await;
+            let (t0, c0) = (Instant::now(), sys::process_cpu_time());
+            tokio::time::sleep_until(clock.stop.into()).await;
+            (Instant::now() - t0, sys::process_cpu_time() - c0)
+        })
+    };
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|c| {
+            let pace = Pace::new(w.window, clock.clone());
+            let payload = payload.clone();
+            tokio::task::spawn_local(async move { c.run(pace, payload).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(|e| anyhow!("connection task: {e}"))??;
+    }
+    let (wall, cpu) = cpu_sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
+    let measured = plan.measure.as_secs_f64();
+    let count = clock.counted.get();
+    if count == 0 {
+        bail!("no message completed a round trip in the measured interval");
+    }
+    let mut lat = std::mem::take(&mut *clock.latencies.borrow_mut());
+    lat.sort_unstable();
+    // CPU over the sampler's own interval, scaled to the messages counted in the planned one.
+    let cpu_per_s = cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    let msgs_per_s = count as f64 / measured;
+    Ok(Figures {
+        msgs_per_s,
+        mb_per_s: msgs_per_s * w.payload as f64 / 1e6,
+        p50_us: percentile(&lat, 50.0).unwrap_or(0) as f64 / 1e3,
+        p99_us: percentile(&lat, 99.0).unwrap_or(0) as f64 / 1e3,
+        cpu_us_per_msg: cpu_per_s / msgs_per_s * 1e6,
+        peak_rss_kib: sys::peak_rss_kib() as f64,
+    })
+}
+
+type Tungstenite = tokio_tungstenite::WebSocketStream<TcpStream>;
+type FastRead = fastwebsockets::FragmentCollectorRead<tokio::net::tcp::OwnedReadHalf>;
+type FastWrite = fastwebsockets::WebSocketWrite<tokio::net::tcp::OwnedWriteHalf>;
+
+/// A connected client of one implementation.
+enum Conn {
+    Wsat(wsat_client::Client, wsat_client::Events),
+    Tungstenite(Box<Tungstenite>),
+    Fast(Box<FastRead>, FastWrite),
+    Raw(TcpStream),
+}
+
+impl Conn {
+    async fn connect(plan: &Plan) -> anyhow::Result<Conn> {
+        let uri = format!("ws://{}/", plan.ws_addr);
+        match plan.implementation.as_str() {
+            "wsat" => {
+                let mut config = wsat_client::ClientConfig::new(&uri);
+                config.delivery = wsat_client::Delivery::Messages { max_size: 64 << 20 };
+                config.buffer_size = 64 << 20;
+                config.ping_interval = None;
+                config.pong_timeout = None;
+                config.reconnect = wsat_client::Reconnect::Disabled;
+                let (client, mut events) = wsat_client::Client::start(config)?;
+                loop {
+                    match events.recv().await {
+                        Some(wsat_client::Event::Connected(_)) => return Ok(Conn::Wsat(client, events)),
+                        Some(wsat_client::Event::Error(e)) => return Err(e.into()),
+                        Some(_) => {}
+                        None => bail!("wsat client ended before connecting"),
+                    }
+                }
+            }
+            "tokio-tungstenite" => {
+                let tcp = TcpStream::connect(&plan.ws_addr).await?;
+                tcp.set_nodelay(true)?;
+                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .max_frame_size(Some(64 << 20))
+                    .max_message_size(Some(64 << 20));
+                let (ws, _) = tokio_tungstenite::client_async_with_config(uri, tcp, Some(config)).await?;
+                Ok(Conn::Tungstenite(Box::new(ws)))
+            }
+            "fastwebsockets" => {
+                let mut tcp = TcpStream::connect(&plan.ws_addr).await?;
+                tcp.set_nodelay(true)?;
+                let request = format!(
+                    "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                    plan.ws_addr
+                );
+                tcp.write_all(request.as_bytes()).await?;
+                // Read the 101 byte by byte: nothing after its head may be swallowed.
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut b = [0u8; 1];
+                    if tcp.read(&mut b).await? == 0 {
+                        bail!("server closed during the handshake");
+                    }
+                    head.push(b[0]);
+                }
+                if !head.starts_with(b"HTTP/1.1 101") {
+                    bail!("upgrade refused: {}", String::from_utf8_lossy(&head));
+                }
+                let ws = fastwebsockets::WebSocket::after_handshake(tcp, fastwebsockets::Role::Client);
+                let (rd, wr) = ws.split(|s| s.into_split());
+                Ok(Conn::Fast(Box::new(fastwebsockets::FragmentCollectorRead::new(rd)), wr))
+            }
+            "raw-tcp" => {
+                let tcp = TcpStream::connect(&plan.tcp_addr).await?;
+                tcp.set_nodelay(true)?;
+                Ok(Conn::Raw(tcp))
+            }
+            other => bail!("unknown implementation {other:?}"),
+        }
+    }
+
+    async fn run(self, pace: Pace, payload: Bytes) -> anyhow::Result<()> {
+        match self {
+            Conn::Wsat(client, mut events) => {
+                // `Client` is a handle to the connection's task and a send completes once
+                // written, so a pipelining sender issues each send on its own (local) task
+                // instead of waiting for the previous write: the window fills at once.
+                let send = async {
+                    while pace.may_send().await {
+                        let (client, payload) = (client.clone(), payload.clone());
+                        tokio::task::spawn_local(async move {
+                            let sent = client
+                                .send_frame(wsat_client::OpCode::BINARY, true, payload, Duration::from_secs(30))
+                                .await;
+                            if let Err(e) = sent {
+                                tracing::warn!("wsat send failed: {e}");
+                            }
+                        });
+                    }
+                    Ok::<_, anyhow::Error>(())
+                };
+                let recv = async {
+                    loop {
+                        match events.recv().await {
+                            Some(wsat_client::Event::Message(m)) => {
+                                if m.payload.len() != payload.len() {
+                                    bail!("echo of {} bytes for {}", m.payload.len(), payload.len());
+                                }
+                                if !pace.received() {
+                                    return Ok(());
+                                }
+                            }
+                            Some(wsat_client::Event::Error(e)) => return Err(e.into()),
+                            Some(_) => {}
+                            None => bail!("wsat client ended"),
+                        }
+                    }
+                };
+                tokio::try_join!(send, recv)?;
+                let _ = client.stop(Duration::from_millis(100)).await;
+                Ok(())
+            }
+            Conn::Tungstenite(ws) => {
+                use futures_util::{SinkExt, StreamExt};
+                use tokio_tungstenite::tungstenite::Message;
+                let (mut sink, mut stream) = (*ws).split();
+                let send = async {
+                    while pace.may_send().await {
+                        sink.send(Message::Binary(payload.clone())).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                };
+                let recv = async {
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(Message::Binary(data))) => {
+                                if data.len() != payload.len() {
+                                    bail!("echo of {} bytes for {}", data.len(), payload.len());
+                                }
+                                if !pace.received() {
+                                    return Ok(());
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => return Err(e.into()),
+                            None => bail!("connection ended"),
+                        }
+                    }
+                };
+                tokio::try_join!(send, recv)?;
+                Ok(())
+            }
+            Conn::Fast(mut rd, mut wr) => {
+                use fastwebsockets::{Frame, OpCode, Payload};
+                let send = async {
+                    while pace.may_send().await {
+                        wr.write_frame(Frame::binary(Payload::Borrowed(&payload))).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                };
+                let recv = async {
+                    // No pings or closes come in a benchmark: obligated replies are dropped.
+                    let mut obligated = |_frame: Frame<'_>| async { Ok::<(), io::Error>(()) };
+                    loop {
+                        let frame = rd.read_frame(&mut obligated).await?;
+                        if frame.opcode == OpCode::Binary {
+                            if frame.payload.len() != payload.len() {
+                                bail!("echo of {} bytes for {}", frame.payload.len(), payload.len());
+                            }
+                            if !pace.received() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                };
+                tokio::try_join!(send, recv)?;
+                Ok(())
+            }
+            Conn::Raw(tcp) => {
+                let (mut rd, mut wr) = tcp.into_split();
+                let send = async {
+                    while pace.may_send().await {
+                        wr.write_all(&payload).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                };
+                let recv = async {
+                    let mut buf = vec![0u8; payload.len()];
+                    loop {
+                        rd.read_exact(&mut buf).await?;
+                        if !pace.received() {
+                            return Ok(());
+                        }
+                    }
+                };
+                tokio::try_join!(send, recv)?;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `wsat bench`: the load tool (see src/bench and BENCHMARKS.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `wsat bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Every workload briefly: 3 rounds of 0.2 s warm-up + 0.6 s measured (under 3 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Write one CSV row per (workload, implementation) to FILE.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Write the chart (SVG) of the table to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Rounds; each figure is the median over them (at least 3 recommended).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Workloads as CONNSxSIZExWINDOW, comma-separated.
+    #[arg(long, default_value = wsat::bench::workload::DEFAULT_WORKLOADS)]
+    workloads: String,
+    /// Implementations, comma-separated, among wsat, tokio-tungstenite, fastwebsockets, raw-tcp.
+    #[arg(long, default_value = "wsat,tokio-tungstenite,fastwebsockets,raw-tcp")]
+    impls: String,
+    /// Warm-up per measurement, ms (default 1000, --quick 200).
+    #[arg(long)]
+    warmup_ms: Option<u64>,
+    /// Measured interval per measurement, ms (default 3000, --quick 600).
+    #[arg(long)]
+    measure_ms: Option<u64>,
+    /// Do not pin the server and the clients to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// The server's core.
+    #[arg(long, default_value_t = 0)]
+    server_core: usize,
+    /// The clients' core.
+    #[arg(long, default_value_t = 1)]
+    client_core: usize,
+    /// Also measure the modem: AT+WSSEND → +WS_DATA round trips over TCP and a pty,
+    /// throughput with 3 links, RSS with 3 open links.
+    #[arg(long)]
+    modem: bool,
+    /// Only the modem figures.
+    #[arg(long, conflicts_with = "modem")]
+    modem_only: bool,
+    /// Internal: be the echo server.
+    #[arg(long, hide = true)]
+    serve: bool,
+    /// Internal: be one client process of this implementation.
+    #[arg(long, hide = true)]
+    client: Option<String>,
+    /// Internal: the WebSocket echo address.
+    #[arg(long, hide = true)]
+    ws_addr: Option<String>,
+    /// Internal: the TCP echo address.
+    #[arg(long, hide = true)]
+    tcp_addr: Option<String>,
+}
+
+#[cfg(not(feature = "bench"))]
+pub async fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this wsat was built without the `bench` feature (cargo build --release --features bench)")
+}
+
+#[cfg(feature = "bench")]
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    // The measurements run on runtimes and processes of their own, off this runtime.
+    std::thread::spawn(move || imp::run(args))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bench thread panicked"))?
+}
+
+#[cfg(feature = "bench")]
+mod imp {
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    use anyhow::{bail, Context};
+    use wsat::bench::orchestrate::{compare, Options, Pinning, ServerProcess};
+    use wsat::bench::report::{self, IMPLEMENTATIONS};
+    use wsat::bench::workload::Workload;
+    use wsat::bench::{chart, load, modem, server};
+
+    use super::BenchArgs;
+
+    pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+        let workloads = Workload::parse_list(&args.workloads).map_err(anyhow::Error::msg)?;
+        let warmup = Duration::from_millis(args.warmup_ms.unwrap_or(if args.quick { 200 } else { 1000 }));
+        let measure = Duration::from_millis(args.measure_ms.unwrap_or(if args.quick { 600 } else { 3000 }));
+        if args.serve {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            tokio::task::LocalSet::new().block_on(&rt, server::serve())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(implementation) = args.client {
+            let (Some(ws_addr), Some(tcp_addr), [workload]) = (args.ws_addr, args.tcp_addr, &workloads[..]) else {
+                bail!("--client needs --ws-addr, --tcp-addr and one workload");
+            };
+            let plan = load::Plan {
+                implementation,
+                workload: *workload,
+                ws_addr,
+                tcp_addr,
+                warmup,
+                measure,
+            };
+            println!("{}", load::run(&plan)?.to_line());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let implementations: Vec<String> = args
+            .impls
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad) = implementations.iter().find(|i| !IMPLEMENTATIONS.contains(&i.as_str())) {
+            bail!("unknown implementation {bad:?} (known: {})", IMPLEMENTATIONS.join(", "));
+        }
+        let exe = std::env::current_exe().context("locating the wsat binary")?;
+        let pinning = Pinning::detect(args.server_core, args.client_core, !args.no_pin);
+        let server = ServerProcess::start(&exe, &pinning)?;
+        let pin_note = if pinning.pinned() {
+            format!("server on core {}, clients on core {}", args.server_core, args.client_core)
+        } else {
+            "unpinned".to_owned()
+        };
+        eprintln!(
+            "wsat bench: echo server pid {} (ws {}, tcp {}), {pin_note}; {} round(s) of {} ms warm-up + {} ms",
+            server.pid(),
+            server.ws_addr,
+            server.tcp_addr,
+            args.rounds,
+            warmup.as_millis(),
+            measure.as_millis()
+        );
+        if !args.modem_only {
+            let opts = Options {
+                workloads,
+                implementations: implementations.clone(),
+                rounds: args.rounds.max(1),
+                warmup,
+                measure,
+            };
+            let rows = compare(&exe, &pinning, &server, &opts)?;
+            println!("{}", report::table(&rows));
+            if let Some(path) = &args.csv {
+                std::fs::write(path, report::csv(&rows)).with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wsat bench: wrote {}", path.display());
+            }
+            if let Some(path) = &args.svg {
+                let title = format!("wsat bench: messages/s ÷ raw TCP, median of {} rounds ({pin_note})", opts.rounds);
+                chart::write_svg(&rows, &implementations, &title, path)?;
+                eprintln!("wsat bench: wrote {}", path.display());
+            }
+        }
+        if args.modem || args.modem_only {
+            let report = modem::run(&exe, &pinning, &server, args.quick)?;
+            println!("{report}");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
