@@ -121,7 +121,11 @@ async fn drive(plan: &Plan) -> anyhow::Result<Figures> {
     // Connect everything first, so the handshakes are outside the measurement.
     let mut conns = Vec::with_capacity(w.connections);
     for _ in 0..w.connections {
-        conns.push(Conn::connect(plan).await.with_context(|| format!("{} connecting", plan.implementation))?);
+        conns.push(
+            Conn::connect(plan)
+                .await
+                .with_context(|| format!("{} connecting", plan.implementation))?,
+        );
     }
     let now = Instant::now();
     let clock = Rc::new(Clock {

@@ -175,7 +175,11 @@ pub fn measure(
     }
     match stdout.lines().find_map(Figures::from_line) {
         Some(f) if status.success() => Ok(f),
-        _ => bail!("{implementation} on {workload} failed ({status}): {}{}", stdout.trim(), stderr.trim()),
+        _ => bail!(
+            "{implementation} on {workload} failed ({status}): {}{}",
+            stdout.trim(),
+            stderr.trim()
+        ),
     }
 }
 

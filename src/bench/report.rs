@@ -36,7 +36,14 @@ pub fn csv(rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "{},{},{:.0},{:.2},{:.1},{:.1},{:.3},{:.0}",
-            r.workload, r.implementation, f.msgs_per_s, f.mb_per_s, f.p50_us, f.p99_us, f.cpu_us_per_msg, f.peak_rss_kib
+            r.workload,
+            r.implementation,
+            f.msgs_per_s,
+            f.mb_per_s,
+            f.p50_us,
+            f.p99_us,
+            f.cpu_us_per_msg,
+            f.peak_rss_kib
         );
     }
     out
@@ -122,7 +129,10 @@ mod tests {
         assert_eq!(ratio(&rows, &rows[1], "wsat"), Some(1.25));
         assert_eq!(ratio(&rows, &rows[2], RAW), None);
         let t = table(&rows);
-        assert!(t.contains("| 1x20Bx1 | wsat | 40000 | 0.8 | 24.0 | 31.5 | 2.25 | 3.0 | 0.80 | 1.00 |"), "{t}");
+        assert!(
+            t.contains("| 1x20Bx1 | wsat | 40000 | 0.8 | 24.0 | 31.5 | 2.25 | 3.0 | 0.80 | 1.00 |"),
+            "{t}"
+        );
         assert!(t.contains("| 1x1KiBx1 | wsat | 10 |"), "{t}");
         assert!(t.lines().nth(4).is_some_and(|l| l.ends_with("| - | 1.00 |")), "{t}");
     }

@@ -114,7 +114,11 @@ async fn ws_echo(mut s: TcpStream) -> io::Result<()> {
                 },
                 Some(Item::End) => {
                     if let Some((h, data)) = control.take() {
-                        let reply = if h.opcode == OpCode::PING { OpCode::PONG } else { h.opcode };
+                        let reply = if h.opcode == OpCode::PING {
+                            OpCode::PONG
+                        } else {
+                            h.opcode
+                        };
                         if reply != OpCode::PONG || h.opcode == OpCode::PING {
                             wsat_proto::encode::encode_frame(&mut out, reply, true, None, &data);
                         }

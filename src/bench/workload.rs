@@ -65,11 +65,16 @@ impl FromStr for Workload {
         let [conns, size, window] = parts[..] else {
             return Err(format!("workload {s:?} is not CONNSxSIZExWINDOW (e.g. 16x1KiBx16)"));
         };
-        let connections: usize = conns.trim().parse().map_err(|_| format!("bad connection count in {s:?}"))?;
+        let connections: usize = conns
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad connection count in {s:?}"))?;
         let window: usize = window.trim().parse().map_err(|_| format!("bad window in {s:?}"))?;
         let payload = parse_size(size)?;
         if connections == 0 || window == 0 || payload == 0 {
-            return Err(format!("workload {s:?}: connections, payload and window must be at least 1"));
+            return Err(format!(
+                "workload {s:?}: connections, payload and window must be at least 1"
+            ));
         }
         Ok(Workload {
             connections,

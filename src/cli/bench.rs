@@ -123,7 +123,10 @@ mod imp {
         let pinning = Pinning::detect(args.server_core, args.client_core, !args.no_pin);
         let server = ServerProcess::start(&exe, &pinning)?;
         let pin_note = if pinning.pinned() {
-            format!("server on core {}, clients on core {}", args.server_core, args.client_core)
+            format!(
+                "server on core {}, clients on core {}",
+                args.server_core, args.client_core
+            )
         } else {
             "unpinned".to_owned()
         };
@@ -151,7 +154,10 @@ mod imp {
                 eprintln!("wsat bench: wrote {}", path.display());
             }
             if let Some(path) = &args.svg {
-                let title = format!("wsat bench: messages/s ÷ raw TCP, median of {} rounds ({pin_note})", opts.rounds);
+                let title = format!(
+                    "wsat bench: messages/s ÷ raw TCP, median of {} rounds ({pin_note})",
+                    opts.rounds
+                );
                 chart::write_svg(&rows, &implementations, &title, path)?;
                 eprintln!("wsat bench: wrote {}", path.display());
             }

@@ -61,7 +61,10 @@ fn decode(c: &mut Criterion) {
     for (name, len) in SIZES {
         let data = payload(len);
         group.throughput(Throughput::Bytes(len as u64));
-        for (label, role, mask) in [("server_frame", Role::Client, None), ("client_frame", Role::Server, Some(KEY))] {
+        for (label, role, mask) in [
+            ("server_frame", Role::Client, None),
+            ("client_frame", Role::Server, Some(KEY)),
+        ] {
             let mut wire = BytesMut::new();
             encode_frame(&mut wire, OpCode::BINARY, true, mask, &data);
             let config = DecoderConfig {
@@ -97,7 +100,10 @@ fn utf8(c: &mut Criterion) {
     let text = "Grüße, 世界! WebSocket ✓ ".repeat(1 << 16);
     for (name, len) in SIZES {
         // Cut on a character boundary at or below `len`.
-        let end = (0..=len.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let end = (0..=len.min(text.len()))
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         let piece = &text.as_bytes()[..end];
         group.throughput(Throughput::Bytes(piece.len() as u64));
         group.bench_with_input(BenchmarkId::new("validator", name), &len, |b, _| {
