@@ -69,9 +69,11 @@ impl Engine {
         if chunk.is_empty() {
             return;
         }
-        let mut next = self.feed_once(chunk);
-        while let Some(bytes) = next.take() {
-            next = self.feed_once(&bytes);
+        // Walk the chunk by offset: copying the rest after every failed line made a chunk of
+        // many bad lines cost quadratic time (256 KiB of CR LF took over a second).
+        let mut at = 0;
+        while let Some(used) = self.feed_once(&chunk[at..]) {
+            at += used;
         }
     }
 
@@ -211,9 +213,10 @@ impl Engine {
         }
     }
 
-    /// Processes one arrival in the current state; returns bytes to process next in the new
-    /// state (only after an IDLE parse failure, which leaves the port IDLE).
-    fn feed_once(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Processes one arrival in the current state; returns how many bytes it used when the rest
+    /// must be processed next in the new state (only after an IDLE parse failure, which leaves
+    /// the port IDLE).
+    fn feed_once(&mut self, bytes: &[u8]) -> Option<usize> {
         match &mut self.port {
             Port::Busy => {
                 self.busy_chunk(bytes);
@@ -250,7 +253,7 @@ impl Engine {
                     Err(e) => {
                         self.st.err_code(e.code());
                         self.st.emit(output::ERROR);
-                        (!rest.is_empty()).then(|| rest.to_vec())
+                        (!rest.is_empty()).then(|| bytes.len() - rest.len())
                     }
                     Ok(parsed) => {
                         self.port = Port::Busy;
