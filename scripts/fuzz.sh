@@ -11,8 +11,13 @@
 # Inputs: fuzz/corpus/<target>/ (checked-in seeds, read only) plus fuzz/work/<target>/ (what
 # libFuzzer adds, git-ignored). A crash lands in fuzz/artifacts/<target>/; reproduce it with
 # `cargo fuzz run <target> -s none -a --fuzz-dir fuzz <file>`, fix it, and move the file to
-# fuzz/regressions/<target>/ so `cargo test` replays it. To keep new coverage, minimize the work
-# corpus into the seeds (`cargo fuzz cmin <target> -s none -a --fuzz-dir fuzz <dir>` on a copy).
+# fuzz/regressions/<target>/ so `cargo test` replays it. To keep new coverage, merge the work
+# corpus into a copy of the seeds and add a few dozen of the new files at most, e.g.
+#   fuzz/target/x86_64-unknown-linux-gnu/release/<target> -merge=1 -set_cover_merge=1 \
+#       -use_counters=0 <copy-of-seeds> fuzz/work/<target>
+# (`cargo fuzz cmin <target> -s none -a --fuzz-dir fuzz <dir>` works on stable too, but keeps
+# every input that adds a counter feature, which is hundreds.) The min-* seeds are up to 40 per
+# target from such a merge, picked greedily by the code edges each adds.
 # Dictionaries in fuzz/dict/<target>.dict are used when present.
 #
 # Prints, per target, libFuzzer's final `#N DONE` line and executions, and whether it crashed;
