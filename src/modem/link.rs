@@ -9,7 +9,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wsat_at::{Completion, LinkEvent, LinkHandle, OpenRequest};
-use wsat_client::{Client, ClientConfig, Delivery, Event, Events, LinkState, OpCode, Reconnect, Verification};
+use wsat_client::{
+    Client, ClientConfig, ClientError, Delivery, Event, Events, LinkState, OpCode, Reconnect, Verification,
+};
 use wsat_proto::handshake::ESP_USER_AGENT;
 
 /// Timing of the firmware that is not part of any AT parameter.
@@ -118,7 +120,7 @@ pub async fn run(
     }
     report(LinkMsg::Done(Completion::Open { link, ok: true })).await;
 
-    type Sending = Pin<Box<dyn Future<Output = bool> + Send>>;
+    type Sending = Pin<Box<dyn Future<Output = SendOutcome> + Send>>;
     let mut sending: Option<Sending> = None;
     let mut events_open = true;
     loop {
@@ -126,25 +128,23 @@ pub async fn run(
             // A send's completion first: the client answered it before reading anything that
             // came after (an echo), so SEND OK precedes that +WS_DATA, as on the chip.
             biased;
-            ok = async { match sending.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
+            outcome = async { match sending.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
                 sending = None;
-                if !ok && events_open {
-                    // A write error aborts the link inside the send: its +WS_DISCONNECTED
-                    // comes before the ERROR.
-                    let settle = Instant::now() + Duration::from_millis(200);
-                    while client.state() != LinkState::Connected && Instant::now() < settle {
-                        match tokio::time::timeout_at(settle, events.recv()).await {
-                            Ok(Some(Event::Finish)) | Ok(None) => { events_open = false; break; }
-                            Ok(Some(ev)) => {
-                                let disconnected = matches!(ev, Event::Disconnected(_));
-                                forward(link, ev, &report).await;
-                                if disconnected { break; }
-                            }
-                            Err(_) => break,
-                        }
+                // A send that failed took the link down inside the call (a write that timed
+                // out is aborted, as the firmware's client does, esp-protocols #942): its
+                // +WS_DISCONNECTED comes before the ERROR, and the link reconnects.
+                let settle = match outcome {
+                    SendOutcome::TimedOut => {
+                        client.abort().await;
+                        Some(Duration::from_secs(2))
                     }
+                    SendOutcome::Failed if client.state() != LinkState::Connected => Some(Duration::from_millis(200)),
+                    _ => None,
+                };
+                if let (Some(settle), true) = (settle, events_open) {
+                    events_open = forward_until_disconnected(link, &mut events, &report, settle).await;
                 }
-                report(LinkMsg::Done(Completion::Send { link, ok })).await;
+                report(LinkMsg::Done(Completion::Send { link, ok: outcome == SendOutcome::Sent })).await;
                 if !events_open {
                     return;
                 }
@@ -172,6 +172,30 @@ pub async fn run(
                     return;
                 }
             },
+        }
+    }
+}
+
+/// Forwards events until the link's `Disconnected` (or `settle` runs out); `false` if the
+/// client finished meanwhile.
+async fn forward_until_disconnected<R: Future<Output = ()>>(
+    link: LinkHandle,
+    events: &mut Events,
+    report: &impl Fn(LinkMsg) -> R,
+    settle: Duration,
+) -> bool {
+    let deadline = Instant::now() + settle;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Event::Finish)) | Ok(None) => return false,
+            Ok(Some(ev)) => {
+                let disconnected = matches!(ev, Event::Disconnected(_));
+                forward(link, ev, report).await;
+                if disconnected {
+                    return true;
+                }
+            }
+            Err(_) => return true,
         }
     }
 }
@@ -236,9 +260,20 @@ async fn forward<R: Future<Output = ()>>(link: LinkHandle, event: Event, report:
     report(LinkMsg::Event(link, ev)).await;
 }
 
+/// How an AT+WSSEND ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendOutcome {
+    /// Every byte handed to TCP.
+    Sent,
+    /// The write did not finish within the timeout: the firmware drops the link.
+    TimedOut,
+    /// Not connected, or the transport failed.
+    Failed,
+}
+
 /// AT+WSSEND: while a reconnect attempt runs the firmware's send waits for it (the link
 /// task holds the lock); otherwise a link that is not connected fails at once.
-async fn send(client: Client, opcode: u8, fin: bool, payload: Vec<u8>, timeout_ms: u32) -> bool {
+async fn send(client: Client, opcode: u8, fin: bool, payload: Vec<u8>, timeout_ms: u32) -> SendOutcome {
     // A timeout of 0 means "do not wait" on the chip; a write still needs a moment here.
     let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms.max(100)));
     while client.state() == LinkState::Connecting && Instant::now() < deadline {
@@ -248,5 +283,12 @@ async fn send(client: Client, opcode: u8, fin: bool, payload: Vec<u8>, timeout_m
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    matches!(client.send_part(OpCode::from_bits(opcode), Bytes::from(payload), fin, remaining).await, Ok(n) if n == len)
+    match client
+        .send_part(OpCode::from_bits(opcode), Bytes::from(payload), fin, remaining)
+        .await
+    {
+        Ok(n) if n == len => SendOutcome::Sent,
+        Err(ClientError::SendTimeout) => SendOutcome::TimedOut,
+        _ => SendOutcome::Failed,
+    }
 }

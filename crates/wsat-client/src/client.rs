@@ -212,6 +212,14 @@ impl Client {
         }
     }
 
+    /// Drops the connection without a close frame, as a transport failure would: the
+    /// client reports `Disconnected(Aborted)` and reconnects if its policy says so. What
+    /// the ESP client does when a send times out (esp-protocols #942); wsat's own sends
+    /// keep the link, so callers that want the firmware's behaviour call this.
+    pub async fn abort(&self) {
+        let _ = self.commands.send(Command::Abort).await;
+    }
+
     /// Stops at once without a close frame, returning within `bound` whatever the task is
     /// doing (connecting, TLS, waiting to reconnect): past the bound the task is aborted.
     pub async fn stop(&self, bound: Duration) -> StopOutcome {

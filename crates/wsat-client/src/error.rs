@@ -68,6 +68,9 @@ pub enum ClientError {
     /// may still go out (it was already queued).
     #[error("send timed out")]
     SendTimeout,
+    /// The application dropped the connection ([`crate::Client::abort`]).
+    #[error("connection aborted by the application")]
+    Aborted,
     /// The client task is gone.
     #[error("client stopped")]
     Stopped,

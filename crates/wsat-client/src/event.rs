@@ -59,6 +59,8 @@ pub enum DisconnectReason {
     ProtocolError,
     /// Our close frame was not answered in time.
     CloseTimeout,
+    /// The application dropped the connection ([`crate::Client::abort`]).
+    Aborted,
 }
 
 /// One event, in the order things happened.

@@ -27,6 +27,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<usize, ClientError>>,
     },
     /// Start the closing handshake; answer whether the close frame was queued.
+    /// Drop the connection as if the transport had failed (reconnect follows if enabled).
+    Abort,
     Close {
         code: Option<u16>,
         reason: String,
@@ -171,6 +173,7 @@ impl Task {
                     None => return None,
                     Some(Command::Send { reply, .. }) => { let _ = reply.send(Err(ClientError::NotConnected)); }
                     Some(Command::Close { reply, .. }) => { let _ = reply.send(Err(ClientError::NotConnected)); }
+                    Some(Command::Abort) => {}
                 },
                 out = &mut work => return Some(out),
             }
@@ -338,6 +341,10 @@ impl Task {
                             }
                             Err(_) => { let _ = reply.send(Err(ClientError::NotConnected)); }
                         }
+                    }
+                    Some(Command::Abort) => {
+                        fail_sends(&mut sends);
+                        return End::Aborted(ClientError::Aborted, DisconnectReason::Aborted);
                     }
                     Some(Command::Close { code, reason, reply }) => {
                         let ok = connection.state() == ConnectionState::Open;
