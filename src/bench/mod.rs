@@ -15,7 +15,6 @@ pub mod chart;
 #[cfg(feature = "bench")]
 pub mod load;
 #[cfg(feature = "bench")]
-pub mod modem;
 #[cfg(feature = "bench")]
 pub mod orchestrate;
 #[cfg(feature = "bench")]

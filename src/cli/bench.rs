@@ -39,13 +39,6 @@ pub struct BenchArgs {
     /// The clients' core.
     #[arg(long, default_value_t = 1)]
     client_core: usize,
-    /// Also measure the modem: AT+WSSEND → +WS_DATA round trips over TCP and a pty,
-    /// throughput with 3 links, RSS with 3 open links.
-    #[arg(long)]
-    modem: bool,
-    /// Only the modem figures.
-    #[arg(long, conflicts_with = "modem")]
-    modem_only: bool,
     /// Internal: be the echo server.
     #[arg(long, hide = true)]
     serve: bool,
@@ -82,7 +75,7 @@ mod imp {
     use wsat::bench::orchestrate::{compare, Options, Pinning, ServerProcess};
     use wsat::bench::report::{self, IMPLEMENTATIONS};
     use wsat::bench::workload::Workload;
-    use wsat::bench::{chart, load, modem, server};
+    use wsat::bench::{chart, load, server};
 
     use super::BenchArgs;
 
@@ -139,7 +132,7 @@ mod imp {
             warmup.as_millis(),
             measure.as_millis()
         );
-        if !args.modem_only {
+        {
             let opts = Options {
                 workloads,
                 implementations: implementations.clone(),
@@ -161,10 +154,6 @@ mod imp {
                 chart::write_svg(&rows, &implementations, &title, path)?;
                 eprintln!("wsat bench: wrote {}", path.display());
             }
-        }
-        if args.modem || args.modem_only {
-            let report = modem::run(&exe, &pinning, &server, args.quick)?;
-            println!("{report}");
         }
         Ok(ExitCode::SUCCESS)
     }
