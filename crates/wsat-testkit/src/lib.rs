@@ -194,6 +194,35 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `body` on every checked-in fuzz input of `target`: `fuzz/corpus/<target>/` (must
+/// exist and hold files) and `fuzz/regressions/<target>/` (fixed crashes, optional), so that
+/// `cargo test` on stable re-checks what the cargo-fuzz targets found. Returns how many ran;
+/// a failing input is named before its panic is passed on.
+pub fn replay_fuzz_inputs(target: &str, body: fn(&[u8])) -> usize {
+    let fuzz = workspace_root().join("fuzz");
+    let mut count = 0;
+    for (kind, required) in [("corpus", true), ("regressions", false)] {
+        let dir = fuzz.join(kind).join(target);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if required => panic!("{}: {e}", dir.display()),
+            Err(_) => continue,
+        };
+        let mut files: Vec<PathBuf> = entries.map(|e| e.expect("dir entry").path()).collect();
+        files.sort();
+        assert!(!required || !files.is_empty(), "{} is empty", dir.display());
+        for file in files {
+            let data = std::fs::read(&file).expect("readable input");
+            if let Err(panic) = std::panic::catch_unwind(|| body(&data)) {
+                eprintln!("failing input: {}", file.display());
+                std::panic::resume_unwind(panic);
+            }
+            count += 1;
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,33 +279,4 @@ mod tests {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12.0");
     }
-}
-
-/// Runs `body` on every checked-in fuzz input of `target`: `fuzz/corpus/<target>/` (must
-/// exist and hold files) and `fuzz/regressions/<target>/` (fixed crashes, optional), so that
-/// `cargo test` on stable re-checks what the cargo-fuzz targets found. Returns how many ran;
-/// a failing input is named before its panic is passed on.
-pub fn replay_fuzz_inputs(target: &str, body: fn(&[u8])) -> usize {
-    let fuzz = workspace_root().join("fuzz");
-    let mut count = 0;
-    for (kind, required) in [("corpus", true), ("regressions", false)] {
-        let dir = fuzz.join(kind).join(target);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if required => panic!("{}: {e}", dir.display()),
-            Err(_) => continue,
-        };
-        let mut files: Vec<PathBuf> = entries.map(|e| e.expect("dir entry").path()).collect();
-        files.sort();
-        assert!(!required || !files.is_empty(), "{} is empty", dir.display());
-        for file in files {
-            let data = std::fs::read(&file).expect("readable input");
-            if let Err(panic) = std::panic::catch_unwind(|| body(&data)) {
-                eprintln!("failing input: {}", file.display());
-                std::panic::resume_unwind(panic);
-            }
-            count += 1;
-        }
-    }
-    count
 }
