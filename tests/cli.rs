@@ -1,53 +1,16 @@
 //! The `wsat` binary: `echo-server` and `connect` talking to each other, `demo`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wsat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wsat"))
-}
-
-/// Starts `wsat echo-server` on a free port and returns it once it listens.
-fn echo_server(extra: &[&str]) -> (Killed, u16) {
-    let port = wsat_testkit::free_port();
-    let child = wsat()
-        .args(["echo-server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn echo-server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "echo-server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Killed(child), port)
-}
-
-fn exit_within(child: &mut Child, bound: Duration) -> Option<i32> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{echo_server, exit_within, wsat};
 
 #[test]
 fn connect_and_echo_server_talk_and_eof_closes_cleanly() {
-    let (_server, port) = echo_server(&[]);
+    let (_server, port) = echo_server(&[], Stdio::null());
     let mut child = wsat()
         .args(["connect", &format!("ws://127.0.0.1:{port}")])
         .stdin(Stdio::piped())
@@ -92,14 +55,17 @@ fn mutual_tls_between_the_two_commands() {
     let pki = wsat_testkit::TestPki::generate();
     let (_dir, files) = pki.write_tempdir();
     let s = |p: &std::path::Path| p.display().to_string();
-    let (_server, port) = echo_server(&[
-        "--cert",
-        &s(&files.server.cert),
-        "--key",
-        &s(&files.server.key),
-        "--client-ca",
-        &s(&files.ca.cert),
-    ]);
+    let (_server, port) = echo_server(
+        &[
+            "--cert",
+            &s(&files.server.cert),
+            "--key",
+            &s(&files.server.key),
+            "--client-ca",
+            &s(&files.ca.cert),
+        ],
+        Stdio::null(),
+    );
     let uri = format!("wss://127.0.0.1:{port}");
     let run = |extra: &[String]| {
         let mut child = wsat()

@@ -164,40 +164,10 @@ fn seed_wss_mutual_tls_session_with_the_firmware_pki() {
 // ---------------------------------------------------------------------------------------------
 // TLS: the auth modes of AT+WSCFG (§4.2, §4.4) with a generated PKI
 
-/// A `--pki` folder by the firmware's file names, from a generated PKI:
-/// CA #0 = `other_ca` (signs nothing the servers use), CA #1 = `ca`,
-/// client #0 = `client` (signed by `ca`), client #1 = `other_client` (signed by `other_ca`).
-fn firmware_pki_dir(pki: &TestPki) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files = [
-        ("wss_ca_00.crt", &pki.other_ca.cert_pem),
-        ("wss_ca_01.crt", &pki.ca.cert_pem),
-        ("wss_client_00.crt", &pki.client.cert_pem),
-        ("wss_client_00.key", &pki.client.key_pem),
-        ("wss_client_01.crt", &pki.other_client.cert_pem),
-        ("wss_client_01.key", &pki.other_client.key_pem),
-    ];
-    for (name, pem) in files {
-        std::fs::write(dir.path().join(name), pem).expect("write PKI file");
-    }
-    dir
-}
-
 fn tls_modem(pki_dir: &Path) -> Modem {
     let mut args = FAST.to_vec();
     args.extend(["--pki", pki_dir.to_str().expect("UTF-8 path")]);
     Modem::tcp(&args)
-}
-
-/// A wss echo server presenting `cert`; with `client_ca`, a client certificate is required.
-fn wss_echo(cert: &wsat_testkit::Credential, client_ca: Option<&wsat_testkit::Credential>) -> EchoPeer {
-    let config = wsat::tls_server::server_config(
-        cert.cert_pem.as_bytes(),
-        cert.key_pem.as_bytes(),
-        client_ca.map(|c| c.cert_pem.as_bytes()),
-    )
-    .expect("server TLS config");
-    EchoPeer::wss(config)
 }
 
 #[test]

@@ -1,11 +1,13 @@
-//! Shared pieces of the end-to-end tests: event collection with deadlines and small
-//! scripted peers for the fault cases real servers do not produce on demand.
+//! Shared pieces of the end-to-end tests: event collection with deadlines, small scripted
+//! peers for the fault cases real servers do not produce on demand, and the `wsat` binary's
+//! echo server as a child process.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,4 +79,50 @@ pub async fn accept_upgrade(tcp: &mut TcpStream) -> Vec<u8> {
 pub async fn drain(tcp: &mut TcpStream) {
     let mut sink = [0u8; 4096];
     while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+/// A child process, killed and reaped on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `wsat` binary under test.
+pub fn wsat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsat"))
+}
+
+/// Starts `wsat echo-server EXTRA…` on a free port (its stderr to `stderr`) and returns it
+/// once it listens.
+pub fn echo_server(extra: &[&str], stderr: Stdio) -> (Killed, u16) {
+    let port = wsat_testkit::free_port();
+    let child = wsat()
+        .args(["echo-server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn echo-server");
+    let child = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "echo-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+/// The exit code of `child` once it exits, failing the test after `bound`.
+pub fn exit_within(child: &mut Child, bound: Duration) -> Option<i32> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

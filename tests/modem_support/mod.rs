@@ -59,9 +59,14 @@ pub struct Modem {
 }
 
 impl Modem {
-    /// `wsat modem --tcp 127.0.0.1:0 ARGS…`, once it listens.
+    /// `wsat modem --tcp 127.0.0.1:0 ARGS…`, once it listens (logging at `RUST_LOG=debug`).
     pub fn tcp(args: &[&str]) -> Modem {
-        let mut modem = Self::spawn(&["--tcp", "127.0.0.1:0"], args);
+        Self::tcp_logging(args, "debug")
+    }
+
+    /// [`Modem::tcp`] with `RUST_LOG=rust_log` (e.g. `trace`).
+    pub fn tcp_logging(args: &[&str], rust_log: &str) -> Modem {
+        let mut modem = Self::spawn(&["--tcp", "127.0.0.1:0"], args, rust_log);
         let line = modem.wait_for_banner_line();
         let addr = line
             .strip_prefix("wsat modem: AT port on tcp://")
@@ -73,7 +78,7 @@ impl Modem {
     /// `wsat modem --pty --link LINK ARGS…`, once the pty exists.
     pub fn pty(link: &Path, args: &[&str]) -> Modem {
         let link_arg = link.to_str().expect("a UTF-8 path");
-        let mut modem = Self::spawn(&["--pty", "--link", link_arg], args);
+        let mut modem = Self::spawn(&["--pty", "--link", link_arg], args, "debug");
         let line = modem.wait_for_banner_line();
         let rest = line
             .strip_prefix("wsat modem: AT port on ")
@@ -87,12 +92,12 @@ impl Modem {
         modem
     }
 
-    fn spawn(transport: &[&str], args: &[&str]) -> Modem {
+    fn spawn(transport: &[&str], args: &[&str], rust_log: &str) -> Modem {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsat"))
             .arg("modem")
             .args(transport)
             .args(args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -752,6 +757,36 @@ impl EchoPeer {
         let scheme = if self.tls { "wss" } else { "ws" };
         format!("{scheme}://127.0.0.1:{}", self.addr.port())
     }
+}
+
+/// A `--pki` folder by the firmware's file names, from a generated PKI:
+/// CA #0 = `other_ca` (signs nothing the servers use), CA #1 = `ca`,
+/// client #0 = `client` (signed by `ca`), client #1 = `other_client` (signed by `other_ca`).
+pub fn firmware_pki_dir(pki: &wsat_testkit::TestPki) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = [
+        ("wss_ca_00.crt", &pki.other_ca.cert_pem),
+        ("wss_ca_01.crt", &pki.ca.cert_pem),
+        ("wss_client_00.crt", &pki.client.cert_pem),
+        ("wss_client_00.key", &pki.client.key_pem),
+        ("wss_client_01.crt", &pki.other_client.cert_pem),
+        ("wss_client_01.key", &pki.other_client.key_pem),
+    ];
+    for (name, pem) in files {
+        std::fs::write(dir.path().join(name), pem).expect("write PKI file");
+    }
+    dir
+}
+
+/// A wss echo server presenting `cert`; with `client_ca`, a client certificate is required.
+pub fn wss_echo(cert: &wsat_testkit::Credential, client_ca: Option<&wsat_testkit::Credential>) -> EchoPeer {
+    let config = wsat::tls_server::server_config(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        client_ca.map(|c| c.cert_pem.as_bytes()),
+    )
+    .expect("server TLS config");
+    EchoPeer::wss(config)
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound a moment ago, then released).
