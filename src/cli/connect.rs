@@ -96,7 +96,10 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let (client, mut events) = Client::start(config(&args)?)?;
+    let config = config(&args)?;
+    // ClientConfig's Debug hides the credentials (tests/log_redaction.rs).
+    tracing::debug!(?config, "connecting");
+    let (client, mut events) = Client::start(config)?;
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut input_open = true;
     let mut connected = false;

@@ -105,7 +105,10 @@ pub async fn run(
             let _ = up.send(msg).await;
         }
     };
-    let (client, mut events) = match Client::start(client_config(&request, &timing)) {
+    let config = client_config(&request, &timing);
+    // ClientConfig's Debug hides the credentials (tests/log_redaction.rs).
+    tracing::debug!(link = link.id, ?config, "opening");
+    let (client, mut events) = match Client::start(config) {
         Ok(started) => started,
         Err(e) => {
             tracing::warn!(link = link.id, "cannot start the link: {e}");
