@@ -383,6 +383,50 @@ async fn messages_over_the_limit_close_with_1009() {
     );
 }
 
+/// Messages are cut from the receive buffer without a copy and the buffer takes its
+/// allocation back once they are dropped: neither may ever touch a message still held.
+#[tokio::test]
+async fn messages_held_or_dropped_keep_their_bytes_while_the_receive_buffer_is_reused() {
+    let mut c = config(&echo_server().await);
+    c.delivery = Delivery::messages();
+    let (client, mut events) = connected(c).await;
+    let sizes = [300 << 10, 20, 1 << 20, 70 << 10, 2 << 20, 5, 100 << 10, 3 << 20, 1];
+    let payload = |i: usize, len: usize| Bytes::from((0..len).map(|j| (i * 7 + j) as u8).collect::<Vec<u8>>());
+    for round in ["held", "dropped"] {
+        // Pipelined: a send completes once written, so the echoes are read meanwhile.
+        let sender = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for (i, &len) in sizes.iter().enumerate() {
+                    client.send_binary(payload(i, len), STEP).await.expect("sent");
+                }
+            })
+        };
+        let mut held = Vec::new();
+        for (i, &len) in sizes.iter().enumerate() {
+            let message = match next(&mut events).await {
+                Event::Message(m) => m,
+                other => panic!("{round}: message {i}: {other:?}"),
+            };
+            if round == "held" {
+                held.push(message);
+            } else {
+                assert!(
+                    message.payload == payload(i, len),
+                    "{round}: message {i} of {len} bytes differs"
+                );
+            }
+        }
+        for (i, message) in held.iter().enumerate() {
+            assert!(
+                message.payload == payload(i, sizes[i]),
+                "{round}: message {i} differs once all arrived"
+            );
+        }
+        sender.await.expect("every send written");
+    }
+}
+
 async fn tls_echo(pki: &TestPki, server: &wsat_testkit::Credential, client_ca: bool) -> String {
     let tls = wsat::tls_server::server_config(
         server.cert_pem.as_bytes(),

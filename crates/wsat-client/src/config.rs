@@ -110,8 +110,8 @@ pub struct ClientConfig {
     pub user_agent: Option<String>,
     /// Extra request headers, in order.
     pub headers: Vec<(String, String)>,
-    /// Largest chunk delivered and largest frame sent (longer sends are fragmented);
-    /// default 1024.
+    /// Largest chunk delivered in [`Delivery::Chunks`] and largest frame sent by the
+    /// fragmenting sends; default 1024.
     pub buffer_size: usize,
     /// Chunks (default) or whole messages.
     pub delivery: Delivery,

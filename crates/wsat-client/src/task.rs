@@ -1,14 +1,16 @@
 //! The task behind a client: connect, run the connection, reconnect; one per client.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
-use wsat_proto::{ConnectionState, Event as ProtoEvent, MessageAssembler, OpCode, ProtocolError};
+use wsat_proto::{Connection, ConnectionState, Event as ProtoEvent, MessageAssembler, OpCode, ProtocolError};
 
 use crate::config::{ClientConfig, Delivery};
 use crate::event::{DisconnectReason, Event, LinkState};
@@ -61,8 +63,13 @@ impl Shared {
 /// Where a send's reply goes: the payload length once written, or why not.
 type SendReply = oneshot::Sender<Result<usize, ClientError>>;
 
-/// A send whose frames are queued: done once `written` reaches the first element.
+/// A send whose frames are queued: done once this many bytes of the stream are written
+/// and flushed; then its payload length goes to the reply.
 type PendingSend = (u64, usize, SendReply);
+
+/// At most this many commands are taken in one go, so a flood of sends cannot starve
+/// reading and event delivery.
+const COMMAND_BATCH: usize = 64;
 
 /// How a connected session ended.
 enum End {
@@ -193,9 +200,11 @@ impl Task {
             Delivery::Messages { max_size } => Some(MessageAssembler::new(max_size)),
             Delivery::Chunks => None,
         };
-        let mut out: VecDeque<Bytes> = VecDeque::new();
-        let mut queued: u64 = 0;
+        // Bytes taken from the connection, not yet written; `written` counts the stream's
+        // bytes on the wire (the same offsets as `Connection::transmit_end`).
+        let mut out = BytesMut::new();
         let mut written: u64 = 0;
+        let mut reader = Reader::new();
         let mut needs_flush = false;
         let mut sends: VecDeque<PendingSend> = VecDeque::new();
         let mut close_frame = None;
@@ -208,10 +217,6 @@ impl Task {
             // lockstep: asked for), so replies to them leave before later input is decoded.
             if decodable && self.pending.is_empty() && self.demand.as_ref().is_none_or(|d| d.available_permits() > 0) {
                 decodable = connection.process_message(Instant::now());
-            }
-            while let Some(bytes) = connection.poll_transmit() {
-                queued += bytes.len() as u64;
-                out.push_back(bytes);
             }
             while let Some(ev) = connection.poll_event() {
                 match ev {
@@ -254,6 +259,7 @@ impl Task {
                 }
                 ConnectionState::Closed => {
                     self.shared.set(LinkState::Closing);
+                    connection.transmit_into(&mut out);
                     self.linger(&mut rd, &mut wr, &mut out).await;
                     fail_sends(&mut sends);
                     return match failure {
@@ -266,6 +272,14 @@ impl Task {
                     };
                 }
             }
+            // Whatever is queued goes out now if the transport takes it, so that a send is
+            // written (and answered) in the round that queued it.
+            connection.transmit_into(&mut out);
+            if let Err(e) = write_now(&mut wr, &mut out, &mut written, &mut needs_flush) {
+                fail_sends(&mut sends);
+                return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
+            }
+            complete_sends(&mut sends, written, needs_flush);
             // Decoded something that gave no event (a pong, a message still in pieces) with
             // more input buffered: decode on before waiting, or nothing would wake us.
             if decodable && self.pending.is_empty() && self.demand.as_ref().is_none_or(|d| d.available_permits() > 0) {
@@ -289,31 +303,22 @@ impl Task {
                     }
                 }
                 _ = wait_for_demand(self.demand.as_deref()), if decodable && self.pending.is_empty() => {}
-                res = write_step(&mut wr, out.front(), needs_flush), if !out.is_empty() || needs_flush => match res {
+                res = write_step(&mut wr, &out, needs_flush), if !out.is_empty() || needs_flush => match res {
                     Ok(Some(n)) => {
                         written += n as u64;
                         needs_flush = true;
-                        if let Some(front) = out.front_mut() {
-                            front.advance(n);
-                            if front.is_empty() {
-                                out.pop_front();
-                            }
-                        }
+                        out.advance(n);
                     }
                     Ok(None) => {
                         needs_flush = false;
-                        while sends.front().is_some_and(|(end, _, _)| *end <= written) {
-                            if let Some((_, len, reply)) = sends.pop_front() {
-                                let _ = reply.send(Ok(len));
-                            }
-                        }
+                        complete_sends(&mut sends, written, needs_flush);
                     }
                     Err(e) => {
                         fail_sends(&mut sends);
                         return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
                     }
                 },
-                res = read_some(&mut rd, &mut connection), if self.pending.is_empty() && !decodable && !eof => match res {
+                res = reader.read(&mut rd, &mut connection), if self.pending.is_empty() && !decodable && !eof => match res {
                     Ok(0) => eof = true,
                     Ok(_) => decodable = true,
                     Err(e) => {
@@ -321,50 +326,67 @@ impl Task {
                         return End::Aborted(ClientError::io("reading", e), DisconnectReason::ConnectionLost);
                     }
                 },
-                cmd = self.commands.recv() => match cmd {
-                    None => return End::Stopped,
-                    Some(Command::Send { opcode, payload, fin, fragment, reply }) => {
-                        let sent = if fragment {
-                            connection.send_fragmented(opcode, &payload, fin, self.config.buffer_size)
-                        } else {
-                            connection.send_frame(opcode, fin, &payload)
-                        };
-                        match sent {
-                            Ok(()) => {
-                                let end = queued + connection.poll_transmit().map_or(0, |b| {
-                                    let len = b.len() as u64;
-                                    out.push_back(b);
-                                    len
-                                });
-                                queued = end;
-                                sends.push_back((end, payload.len(), reply));
-                            }
-                            Err(_) => { let _ = reply.send(Err(ClientError::NotConnected)); }
+                cmd = self.commands.recv() => {
+                    let Some(cmd) = cmd else { return End::Stopped };
+                    // Take what else is queued too: the sends leave in one write.
+                    let mut next = Some(cmd);
+                    let mut taken = 0;
+                    while let Some(cmd) = next {
+                        if let Some(end) = self.on_command(cmd, &mut connection, &mut sends) {
+                            return end;
                         }
+                        taken += 1;
+                        next = if taken < COMMAND_BATCH { self.commands.try_recv().ok() } else { None };
                     }
-                    Some(Command::Abort) => {
-                        fail_sends(&mut sends);
-                        return End::Aborted(ClientError::Aborted, DisconnectReason::Aborted);
-                    }
-                    Some(Command::Close { code, reason, reply }) => {
-                        let ok = connection.state() == ConnectionState::Open;
-                        connection.close(code, &reason, Instant::now());
-                        let _ = reply.send(if ok { Ok(()) } else { Err(ClientError::NotConnected) });
-                    }
-                },
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => connection.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Carries out one command during a session; `Some` ends the session.
+    fn on_command(&self, cmd: Command, connection: &mut Connection, sends: &mut VecDeque<PendingSend>) -> Option<End> {
+        match cmd {
+            Command::Send {
+                opcode,
+                payload,
+                fin,
+                fragment,
+                reply,
+            } => {
+                let sent = if fragment {
+                    connection.send_fragmented(opcode, &payload, fin, self.config.buffer_size)
+                } else {
+                    connection.send_frame(opcode, fin, &payload)
+                };
+                match sent {
+                    Ok(()) => sends.push_back((connection.transmit_end(), payload.len(), reply)),
+                    Err(_) => {
+                        let _ = reply.send(Err(ClientError::NotConnected));
+                    }
+                }
+                None
+            }
+            Command::Abort => {
+                fail_sends(sends);
+                Some(End::Aborted(ClientError::Aborted, DisconnectReason::Aborted))
+            }
+            Command::Close { code, reason, reply } => {
+                let ok = connection.state() == ConnectionState::Open;
+                connection.close(code, &reason, Instant::now());
+                let _ = reply.send(if ok { Ok(()) } else { Err(ClientError::NotConnected) });
+                None
             }
         }
     }
 
     /// After the closing handshake: write what is left (our close) and give the server
     /// the linger time to close TCP first, as RFC 6455 §7.1.1 asks of clients.
-    async fn linger(&mut self, rd: &mut ReadHalf<Stream>, wr: &mut WriteHalf<Stream>, out: &mut VecDeque<Bytes>) {
+    async fn linger(&mut self, rd: &mut ReadHalf<Stream>, wr: &mut WriteHalf<Stream>, out: &mut BytesMut) {
         let linger = self.config.close_linger;
         let work = async {
-            for bytes in out.drain(..) {
-                wr.write_all(&bytes).await?;
-            }
+            wr.write_all(out).await?;
+            out.clear();
             wr.flush().await?;
             let mut sink = [0u8; 1024];
             while rd.read(&mut sink).await? > 0 {}
@@ -400,23 +422,119 @@ async fn wait_for_demand(demand: Option<&Semaphore>) {
     }
 }
 
-async fn read_some(rd: &mut ReadHalf<Stream>, connection: &mut wsat_proto::Connection) -> std::io::Result<usize> {
-    let buf = connection.read_buf();
-    buf.reserve(64 * 1024);
-    rd.read_buf(buf).await
+/// A read goes into the receive buffer's spare room if it has at least this much (or what
+/// the decoder still needs, if more); otherwise room is made first.
+const READ_MIN_ROOM: usize = 16 * 1024;
+
+/// The room made for small reads: at least this much at a time.
+const READ_RESERVE: usize = 64 * 1024;
+
+/// Reads into a connection's receive buffer, keeping a large allocation for the next
+/// large message.
+///
+/// Received messages are cut from the receive buffer without a copy, so its allocation is
+/// shared until the application drops them. After a large message, making room at once
+/// (while that message may still be alive) would allocate anew for every message and fault
+/// fresh pages in; reading into a small scratch buffer first defers the decision until
+/// bytes arrive, by when the message is usually gone and the buffer takes its allocation
+/// back. Small messages skip that copy: a new small allocation is cheap.
+struct Reader {
+    scratch: Vec<u8>,
+    /// The receive buffer's last allocation was made for a large chunk.
+    large: bool,
 }
 
-/// Writes some of `front` (`Some(n)`), or flushes once everything is written (`None`), so
+impl Reader {
+    fn new() -> Self {
+        Reader {
+            scratch: Vec::new(),
+            large: false,
+        }
+    }
+
+    async fn read(&mut self, rd: &mut ReadHalf<Stream>, connection: &mut Connection) -> std::io::Result<usize> {
+        let hint = connection.read_hint();
+        let buf = connection.read_buf();
+        let need = hint.max(READ_MIN_ROOM);
+        if buf.capacity() - buf.len() >= need || buf.try_reclaim(need) {
+            return rd.read_buf(buf).await;
+        }
+        if hint > READ_RESERVE {
+            // A large chunk is awaited: room for all of it at once, not by doubling.
+            buf.reserve(hint);
+            self.large = true;
+            return rd.read_buf(buf).await;
+        }
+        if !self.large {
+            buf.reserve(READ_RESERVE);
+            return rd.read_buf(buf).await;
+        }
+        self.scratch.resize(READ_MIN_ROOM, 0);
+        let n = rd.read(&mut self.scratch).await?;
+        if !buf.try_reclaim(n) {
+            // Still shared after all: a new, small allocation.
+            buf.reserve(n.max(READ_RESERVE));
+            self.large = false;
+        }
+        buf.extend_from_slice(&self.scratch[..n]);
+        Ok(n)
+    }
+}
+
+/// Writes some of `out` (`Some(n)`), or flushes once everything is written (`None`), so
 /// that TLS records buffered inside the session reach the socket.
-async fn write_step(
+async fn write_step(wr: &mut WriteHalf<Stream>, out: &[u8], needs_flush: bool) -> std::io::Result<Option<usize>> {
+    if !out.is_empty() {
+        wr.write(out).await.map(Some)
+    } else if needs_flush {
+        wr.flush().await.map(|()| None)
+    } else {
+        std::future::pending().await
+    }
+}
+
+/// Writes and flushes as much of `out` as the transport takes right now, without waiting:
+/// whatever is left is written by [`write_step`] once the transport is ready again.
+fn write_now(
     wr: &mut WriteHalf<Stream>,
-    front: Option<&Bytes>,
-    needs_flush: bool,
-) -> std::io::Result<Option<usize>> {
-    match front {
-        Some(bytes) => wr.write(bytes).await.map(Some),
-        None if needs_flush => wr.flush().await.map(|()| None),
-        None => std::future::pending().await,
+    out: &mut BytesMut,
+    written: &mut u64,
+    needs_flush: &mut bool,
+) -> std::io::Result<()> {
+    // A no-op waker: `Pending` leaves nothing to wake; the select loop polls `write_step`
+    // with the task's own waker before it sleeps.
+    let mut cx = Context::from_waker(Waker::noop());
+    while !out.is_empty() {
+        match Pin::new(&mut *wr).poll_write(&mut cx, out) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                out.advance(n);
+                *written += n as u64;
+                *needs_flush = true;
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(()),
+        }
+    }
+    if *needs_flush {
+        match Pin::new(&mut *wr).poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => *needs_flush = false,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
+}
+
+/// Answers the sends whose last byte is written and flushed.
+fn complete_sends(sends: &mut VecDeque<PendingSend>, written: u64, needs_flush: bool) {
+    if needs_flush {
+        return;
+    }
+    while sends.front().is_some_and(|(end, _, _)| *end <= written) {
+        if let Some((_, len, reply)) = sends.pop_front() {
+            let _ = reply.send(Ok(len));
+        }
     }
 }
 

@@ -27,7 +27,12 @@ pub(crate) fn connection_config(config: &ClientConfig) -> ConnectionConfig {
     ConnectionConfig {
         role: Role::Client,
         strict: config.strict,
-        max_chunk: config.buffer_size.max(1),
+        // Whole messages: a frame is decoded in one piece (up to the message limit) and,
+        // unfragmented, becomes the message without a copy.
+        max_chunk: match config.delivery {
+            Delivery::Messages { max_size } => max_size.max(1),
+            Delivery::Chunks => config.buffer_size.max(1),
+        },
         chunk_policy: config.chunk_policy,
         max_frame_len: match config.delivery {
             Delivery::Messages { max_size } => Some(max_size as u64),

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::close::{self, CloseFrame};
 use crate::decode::{ChunkPolicy, DecoderConfig, FrameDecoder, Item};
 use crate::encode::{encode_frame, fragments};
+use crate::header::MAX_HEADER_LEN;
 use crate::{FrameHeader, OpCode, ProtocolError, SendError, Utf8Validator};
 
 /// Which end of the connection we are: clients mask what they send, servers must not.
@@ -171,6 +172,8 @@ pub struct Connection {
     decoder: FrameDecoder,
     rx: BytesMut,
     tx: BytesMut,
+    /// Bytes queued for transmission since the start: the stream offset past `tx`.
+    tx_end: u64,
     events: VecDeque<Event>,
     state: ConnectionState,
     frame: Option<FrameInProgress>,
@@ -202,6 +205,7 @@ impl Connection {
             decoder,
             rx: BytesMut::new(),
             tx: BytesMut::new(),
+            tx_end: 0,
             events: VecDeque::new(),
             state: ConnectionState::Open,
             frame: None,
@@ -229,6 +233,13 @@ impl Connection {
     /// belong here too). Call [`Connection::process`] afterwards.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.rx
+    }
+
+    /// How many more received bytes the next decoding step needs (0 if it needs none):
+    /// reserve at least this much in [`Connection::read_buf`] so that a large chunk is
+    /// read into one allocation.
+    pub fn read_hint(&self) -> usize {
+        self.decoder.next_item_len().saturating_sub(self.rx.len())
     }
 
     /// Appends received bytes and processes them.
@@ -329,6 +340,25 @@ impl Connection {
         } else {
             Some(self.tx.split().freeze())
         }
+    }
+
+    /// Moves the bytes waiting to be written to the end of `out`. When `out` is empty the
+    /// buffers are swapped instead of copied, so a writer that drains `out` and hands it
+    /// back keeps reusing two allocations rather than allocating one per frame.
+    pub fn transmit_into(&mut self, out: &mut BytesMut) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.tx);
+        } else {
+            out.extend_from_slice(&self.tx);
+            self.tx.clear();
+        }
+    }
+
+    /// The stream offset just past the last byte queued for transmission so far (every
+    /// frame ever encoded, written or not). A send is on the wire once this many bytes
+    /// have been written.
+    pub fn transmit_end(&self) -> u64 {
+        self.tx_end
     }
 
     /// The next event.
@@ -514,7 +544,10 @@ impl Connection {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
         };
+        let before = self.tx.len();
+        self.tx.reserve(MAX_HEADER_LEN + payload.len());
         encode_frame(&mut self.tx, opcode, fin, mask, payload);
+        self.tx_end += (self.tx.len() - before) as u64;
     }
 }
 
@@ -564,6 +597,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn transmit_into_reuses_the_callers_buffer_and_counts_the_stream() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        let mut out = BytesMut::with_capacity(4096);
+        c.send_frame(OpCode::BINARY, true, &[1; 100]).unwrap();
+        let first = c.transmit_end();
+        assert_eq!(first, 2 + 4 + 100, "header, mask key, payload");
+        c.transmit_into(&mut out);
+        assert_eq!(out.len() as u64, first);
+        // The caller's empty buffer went to the connection: the next frame is encoded into
+        // its allocation, and appended to a non-empty `out` in order.
+        c.send_frame(OpCode::TEXT, true, b"hi").unwrap();
+        assert_eq!(c.transmit_end(), first + 2 + 4 + 2);
+        c.transmit_into(&mut out);
+        assert_eq!(out.len() as u64, c.transmit_end());
+        assert_eq!(out[first as usize], 0x81);
+        let mut empty = BytesMut::new();
+        c.transmit_into(&mut empty);
+        assert!(empty.is_empty(), "nothing is transmitted twice");
+        // Automatic replies count too.
+        c.handle_bytes(&[0x89, 0x00], Instant::now());
+        let before = out.len() as u64;
+        c.transmit_into(&mut out);
+        assert_eq!(c.transmit_end() - before, 2 + 4, "an empty pong");
+        assert_eq!(out.len() as u64, c.transmit_end());
+    }
+
+    #[test]
+    fn read_hint_asks_for_the_rest_of_the_chunk() {
+        let mut c = Connection::new(client_cfg(1 << 20), Instant::now());
+        assert_eq!(c.read_hint(), 2);
+        // A 100 000-byte binary frame header (127 = 64-bit length) and 10 payload bytes.
+        let mut bytes = vec![0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x86, 0xa0];
+        bytes.extend_from_slice(&[5; 10]);
+        c.handle_bytes(&bytes, Instant::now());
+        assert_eq!(c.read_hint(), 100_000 - 10);
+        assert!(events(&mut c).is_empty(), "a full chunk is not there yet");
     }
 
     fn events(c: &mut Connection) -> Vec<Event> {

@@ -80,6 +80,28 @@ impl FrameDecoder {
         &self.config
     }
 
+    /// How many bytes the next item needs in `buf` before it can be decoded: the whole
+    /// chunk in [`ChunkPolicy::Full`], one byte in [`ChunkPolicy::Eager`], the two bytes of
+    /// a header's start at a frame boundary. A reader sizes its buffer with this so that a
+    /// large chunk lands in one allocation instead of growing by doubling.
+    pub fn next_item_len(&self) -> usize {
+        match self.state {
+            State::Header => 2,
+            State::Payload { remaining: 0, .. } => 0,
+            State::Payload { control, remaining, .. } => {
+                if control {
+                    // At most 125 (checked when the header was read).
+                    remaining as usize
+                } else if self.config.chunk_policy == ChunkPolicy::Eager {
+                    1
+                } else {
+                    // At most max_chunk, which is a usize.
+                    remaining.min(self.config.max_chunk as u64) as usize
+                }
+            }
+        }
+    }
+
     /// Takes the next item from the front of `buf`; `Ok(None)` means more bytes are needed.
     /// After an error the stream is unusable: the connection must be failed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
@@ -183,6 +205,37 @@ mod tests {
             chunk_policy: policy,
             max_frame_len: None,
         }
+    }
+
+    #[test]
+    fn next_item_len_says_how_much_the_next_decode_needs() {
+        let mut frame = BytesMut::new();
+        encode_frame(&mut frame, OpCode::BINARY, true, None, &[9; 3000]);
+        encode_frame(&mut frame, OpCode::PING, true, None, b"ping");
+        for (policy, chunk_need) in [(ChunkPolicy::Full, 1024), (ChunkPolicy::Eager, 1)] {
+            let mut dec = FrameDecoder::new(config(1024, policy, true));
+            let mut buf = frame.clone();
+            assert_eq!(dec.next_item_len(), 2, "a header starts with two bytes");
+            assert!(matches!(dec.decode(&mut buf), Ok(Some(Item::Start(_)))));
+            assert_eq!(dec.next_item_len(), chunk_need);
+            let mut payload = 0;
+            while payload < 3000 {
+                match dec.decode(&mut buf) {
+                    Ok(Some(Item::Payload(p))) => payload += p.len(),
+                    other => panic!("{other:?}"),
+                }
+            }
+            // 3000 = 1024 + 1024 + 952: the last chunk needs only what is left.
+            assert_eq!(dec.next_item_len(), 0, "the frame's end needs no bytes");
+            assert!(matches!(dec.decode(&mut buf), Ok(Some(Item::End))));
+            assert!(matches!(dec.decode(&mut buf), Ok(Some(Item::Start(_)))));
+            assert_eq!(dec.next_item_len(), 4, "a control payload comes whole");
+        }
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+        let mut buf = frame.clone();
+        buf.truncate(4 + 1024 + 1024 + 10);
+        let _ = drain(&mut dec, &mut buf);
+        assert_eq!(dec.next_item_len(), 952, "the last chunk is what remains of the frame");
     }
 
     fn drain(dec: &mut FrameDecoder, buf: &mut BytesMut) -> Result<Vec<Item>, ProtocolError> {
