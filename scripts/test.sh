@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # THE test command of wsat (CI runs it through .ci/run). Non-interactive; runs from any cwd.
 #
-#   1. peers venv  <repo>/.venv with the pinned test peers (scripts/requirements-peers.txt)
+#   1. venv        <repo>/.venv with the pinned test peers (scripts/requirements-peers.txt) and
+#                  tools (scripts/requirements-tools.txt: cargo-audit)
 #   2. env         WSAT_PYTHON, WSAT_REQUIRE_PEERS=1 (no silent skips), WSAT_SHARED
 #   3. fmt         cargo fmt --all -- --check
 #   4. clippy      cargo clippy --workspace --all-targets -- -D warnings
-#   5. test        cargo test --workspace --no-fail-fast (every test binary runs, all failures shown)
-#   6. autobahn    scripts/autobahn.sh (kosoku fuzzingserver, cases 1-7, 9, 10; gated)
+#   5. audit       scripts/audit.sh: cargo audit of Cargo.lock (RustSec DB); fails on a
+#                  vulnerability, unsound or yanked crate; SKIPPED if the DB cannot be fetched
+#   6. test        cargo test --workspace --no-fail-fast (every test binary runs, all failures shown)
+#   7. autobahn    scripts/autobahn.sh (kosoku fuzzingserver, cases 1-7, 9, 10; gated)
+# A failing audit (5) or Autobahn (7) does not stop the later steps; test.sh fails at the end.
 #
-# Env knobs (local use only; CI sets none of them):
-#   WSAT_SKIP_AUTOBAHN=1   skip step 6
+# Env knobs:
+#   WSAT_SKIP_AUTOBAHN=1   skip step 7 (local use only; refused when CI=true)
+#   WSAT_REQUIRE_AUDIT=1   step 5 fails, instead of being skipped, when the DB cannot be fetched
+#   WSAT_ADVISORY_DB=DIR   step 5 uses this advisory DB as it is (no fetch)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,16 +23,17 @@ root="$(pwd)"
 t0=$SECONDS
 test_log="$(mktemp -t wsat-cargo-test.XXXXXX)"
 ab_log="$(mktemp -t wsat-autobahn.XXXXXX)"
-trap 'rm -f "$test_log" "$ab_log"' EXIT
+audit_log="$(mktemp -t wsat-audit.XXXXXX)"
+trap 'rm -f "$test_log" "$ab_log" "$audit_log"' EXIT
 
 section() {
     printf '\n==== %s ====\n' "$*"
 }
 
-section "1/6 peers venv (.venv: websockets==12.0, kosoku==0.1.0)"
+section "1/7 venv (.venv: websockets==12.0, kosoku==0.1.0, cargo-audit 0.22.2)"
 scripts/venv.sh
 
-section "2/6 environment"
+section "2/7 environment"
 export WSAT_PYTHON="$root/.venv/bin/python"
 export WSAT_REQUIRE_PEERS=1
 if [[ -d "$root/../shared" ]]; then
@@ -46,19 +53,24 @@ echo "WSAT_SHARED=${WSAT_SHARED:-<absent>}"
 cargo --version
 rustc --version
 
-section "3/6 cargo fmt --all -- --check"
+section "3/7 cargo fmt --all -- --check"
 cargo fmt --all -- --check
 echo "fmt: OK"
 
-section "4/6 cargo clippy --workspace --all-targets -- -D warnings"
+section "4/7 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "5/6 cargo test --workspace --no-fail-fast"
+section "5/7 cargo audit (scripts/audit.sh)"
+# After clippy: cargo's crates.io index cache then holds every locked crate (the yanked check).
+audit_rc=0
+scripts/audit.sh 2>&1 | tee "$audit_log" || audit_rc=$?
+
+section "6/7 cargo test --workspace --no-fail-fast"
 # The full output streams as usual; a copy is kept to repeat cargo test's own summary lines
 # ("test result: ...") at the very end.
 cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
 
-section "6/6 Autobahn TestSuite (scripts/autobahn.sh)"
+section "7/7 Autobahn TestSuite (scripts/autobahn.sh)"
 ab_rc=0
 if [[ "${WSAT_SKIP_AUTOBAHN:-}" == "1" ]]; then
     if [[ "${CI:-}" == "true" ]]; then
@@ -70,13 +82,22 @@ else
     scripts/autobahn.sh 2>&1 | tee "$ab_log" || ab_rc=$?
 fi
 
-# Repeat the results at the very end: Autobahn's line, then cargo test's own summary lines.
+# Repeat the results at the very end: the audit's and Autobahn's lines, then cargo test's own
+# summary lines.
 section "summary"
+grep -E '^audit: (OK|FAILED|SKIPPED)' "$audit_log" || echo "audit: no result (see above)"
 grep -E '^autobahn: ([0-9]+ passed|SKIPPED)' "$ab_log" || echo "autobahn: no result (see above)"
 echo "cargo test --workspace --no-fail-fast:"
 grep -E '^(test result:|     Running|   Doc-tests)' "$test_log"
+failed=()
+if [[ $audit_rc -ne 0 ]]; then
+    failed+=("5/7 (cargo audit)")
+fi
 if [[ $ab_rc -ne 0 ]]; then
-    echo "test.sh: FAILED in step 6/6 (Autobahn) after $((SECONDS - t0)) s" >&2
+    failed+=("7/7 (Autobahn)")
+fi
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "test.sh: FAILED in step ${failed[*]} after $((SECONDS - t0)) s" >&2
     exit 1
 fi
 echo "test.sh: all steps passed in $((SECONDS - t0)) s"
