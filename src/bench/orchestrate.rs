@@ -63,7 +63,9 @@ impl Pinning {
     }
 }
 
-fn command(core: &Option<String>, exe: &Path) -> Command {
+/// `exe` as a command, prefixed with `taskset -c CORE` when `core` is set: how the server,
+/// the client processes and the modem of `wsat bench --modem` are started.
+pub(super) fn command(core: &Option<String>, exe: &Path) -> Command {
     match core {
         Some(c) => {
             let mut cmd = Command::new("taskset");

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::stats::Figures;
-use super::workload::Workload;
+use super::workload::{format_size, Workload};
 
 /// The implementations compared, in table order.
 pub const IMPLEMENTATIONS: [&str; 4] = ["wsat", "tokio-tungstenite", "fastwebsockets", "raw-tcp"];
@@ -88,6 +88,118 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// What a row of `wsat bench --modem` measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModemMeasure {
+    /// One link, one AT+WSSEND of `payload` bytes at a time, each waited for until its
+    /// `+WS_DATA` echo is complete: the round trip through the AT port.
+    RoundTrip {
+        /// Bytes per message.
+        payload: usize,
+    },
+    /// `links` links open, AT+WSSEND of `payload` bytes as fast as the AT port takes
+    /// them, round robin over the links, echoes counted as they come.
+    Throughput {
+        /// Links open (and sent on).
+        links: usize,
+        /// Bytes per message.
+        payload: usize,
+    },
+}
+
+/// One row of `wsat bench --modem` (medians over the rounds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModemRow {
+    /// The AT port: `tcp` or `pty`.
+    pub transport: String,
+    /// What was measured.
+    pub measure: ModemMeasure,
+    /// Medians of the rounds. `msgs_per_s` is round trips/s (or echoed messages/s),
+    /// `cpu_us_per_msg` and `peak_rss_kib` (`VmHWM`) are the modem process's.
+    pub figures: Figures,
+    /// The modem process's resident set (`VmRSS`, KiB) at the end of the measurement.
+    pub rss_kib: f64,
+    /// How many rounds the medians are of.
+    pub rounds: usize,
+}
+
+/// The CSV header of `wsat bench --modem --csv` (a file of its own: other columns than
+/// [`CSV_HEADER`]).
+pub const MODEM_CSV_HEADER: &str =
+    "transport,measure,links,payload,msgs_per_s,mb_per_s,p50_us,p99_us,modem_cpu_us_per_msg,modem_rss_kib,modem_peak_rss_kib";
+
+/// One CSV line per modem row, header first. Round-trip rows have `links` 1; throughput
+/// rows leave the percentiles empty.
+pub fn modem_csv(rows: &[ModemRow]) -> String {
+    let mut out = String::from(MODEM_CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        let f = &r.figures;
+        let (kind, links, payload, p50, p99) = match r.measure {
+            ModemMeasure::RoundTrip { payload } => (
+                "round-trip",
+                1,
+                payload,
+                format!("{:.1}", f.p50_us),
+                format!("{:.1}", f.p99_us),
+            ),
+            ModemMeasure::Throughput { links, payload } => ("throughput", links, payload, String::new(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "{},{kind},{links},{payload},{:.0},{:.3},{p50},{p99},{:.2},{:.0},{:.0}",
+            r.transport, f.msgs_per_s, f.mb_per_s, f.cpu_us_per_msg, r.rss_kib, f.peak_rss_kib
+        );
+    }
+    out
+}
+
+/// The tables of `wsat bench --modem` (GitHub markdown): round trips first, then the
+/// sustained throughput with the modem's memory.
+pub fn modem_table(rows: &[ModemRow]) -> String {
+    let mut out = String::new();
+    out.push_str("| transport | payload | round trips/s | p50 µs | p99 µs | modem CPU µs/rt |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        if let ModemMeasure::RoundTrip { payload } = r.measure {
+            let f = &r.figures;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
+                r.transport,
+                format_size(payload),
+                f.msgs_per_s,
+                f.p50_us,
+                f.p99_us,
+                f.cpu_us_per_msg
+            );
+        }
+    }
+    out.push('\n');
+    out.push_str(
+        "| transport | links | message | msgs/s | bytes/s | MB/s | modem CPU µs/msg | modem VmRSS MiB | modem VmHWM MiB |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        if let ModemMeasure::Throughput { links, payload } = r.measure {
+            let f = &r.figures;
+            let _ = writeln!(
+                out,
+                "| {} | {links} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                r.transport,
+                format_size(payload),
+                f.msgs_per_s,
+                f.mb_per_s * 1e6,
+                f.mb_per_s,
+                f.cpu_us_per_msg,
+                r.rss_kib / 1024.0,
+                f.peak_rss_kib / 1024.0
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +247,47 @@ mod tests {
         );
         assert!(t.contains("| 1x1KiBx1 | wsat | 10 |"), "{t}");
         assert!(t.lines().nth(4).is_some_and(|l| l.ends_with("| - | 1.00 |")), "{t}");
+    }
+
+    #[test]
+    fn modem_table_and_csv() {
+        let f = Figures {
+            msgs_per_s: 5000.0,
+            mb_per_s: 0.1,
+            p50_us: 150.3,
+            p99_us: 400.0,
+            cpu_us_per_msg: 60.0,
+            peak_rss_kib: 6144.0,
+        };
+        let rows = [
+            ModemRow {
+                transport: "tcp".to_owned(),
+                measure: ModemMeasure::RoundTrip { payload: 20 },
+                figures: f,
+                rss_kib: 5120.0,
+                rounds: 3,
+            },
+            ModemRow {
+                transport: "pty".to_owned(),
+                measure: ModemMeasure::Throughput {
+                    links: 3,
+                    payload: 4096,
+                },
+                figures: Figures { mb_per_s: 12.5, ..f },
+                rss_kib: 5120.0,
+                rounds: 3,
+            },
+        ];
+        let t = modem_table(&rows);
+        assert!(t.contains("| tcp | 20B | 5000 | 150.3 | 400.0 | 60.0 |"), "{t}");
+        assert!(
+            t.contains("| pty | 3 | 4KiB | 5000 | 12500000 | 12.50 | 60.0 | 5.0 | 6.0 |"),
+            "{t}"
+        );
+        let c = modem_csv(&rows);
+        let lines: Vec<&str> = c.lines().collect();
+        assert_eq!(lines[0], MODEM_CSV_HEADER);
+        assert_eq!(lines[1], "tcp,round-trip,1,20,5000,0.100,150.3,400.0,60.00,5120,6144");
+        assert_eq!(lines[2], "pty,throughput,3,4096,5000,12.500,,,60.00,5120,6144");
     }
 }

@@ -30,13 +30,18 @@ pub struct BenchArgs {
     /// Measured interval per measurement, ms (default 3000, --quick 600).
     #[arg(long)]
     measure_ms: Option<u64>,
-    /// Do not pin the server and the clients to cores.
+    /// Measure the modem instead: `wsat modem` driven through its TCP and pty AT ports
+    /// (AT+WSSEND → `+WS_DATA` round trips, 3-link throughput, RSS). --csv then writes the
+    /// modem's own columns; --workloads, --impls and --svg do not apply.
+    #[arg(long, conflicts_with = "svg")]
+    modem: bool,
+    /// Do not pin the server and the clients (or the modem) to cores.
     #[arg(long)]
     no_pin: bool,
     /// The server's core.
     #[arg(long, default_value_t = 0)]
     server_core: usize,
-    /// The clients' core.
+    /// The clients' core (and the modem's, with --modem).
     #[arg(long, default_value_t = 1)]
     client_core: usize,
     /// Internal: be the echo server.
@@ -75,7 +80,7 @@ mod imp {
     use wsat::bench::orchestrate::{compare, Options, Pinning, ServerProcess};
     use wsat::bench::report::{self, IMPLEMENTATIONS};
     use wsat::bench::workload::Workload;
-    use wsat::bench::{chart, load, server};
+    use wsat::bench::{chart, load, modem, server};
 
     use super::BenchArgs;
 
@@ -115,7 +120,12 @@ mod imp {
         let exe = std::env::current_exe().context("locating the wsat binary")?;
         let pinning = Pinning::detect(args.server_core, args.client_core, !args.no_pin);
         let server = ServerProcess::start(&exe, &pinning)?;
-        let pin_note = if pinning.pinned() {
+        let pin_note = if pinning.pinned() && args.modem {
+            format!(
+                "server on core {}, modem on core {}, AT driver (this process) unpinned",
+                args.server_core, args.client_core
+            )
+        } else if pinning.pinned() {
             format!(
                 "server on core {}, clients on core {}",
                 args.server_core, args.client_core
@@ -132,6 +142,21 @@ mod imp {
             warmup.as_millis(),
             measure.as_millis()
         );
+        if args.modem {
+            let opts = modem::Options {
+                rounds: args.rounds.max(1),
+                warmup,
+                measure,
+            };
+            let rows = modem::run(&exe, &pinning, &server, &opts)?;
+            println!("{}", report::modem_table(&rows));
+            if let Some(path) = &args.csv {
+                std::fs::write(path, report::modem_csv(&rows))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wsat bench: wrote {}", path.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         {
             let opts = Options {
                 workloads,

@@ -1,0 +1,117 @@
+//! `wsat bench --modem` end to end: a tiny run (one round, 20 ms + 100 ms per measurement)
+//! through a real echo server and real `wsat modem` processes on both AT ports, checked for
+//! its tables and non-zero figures. Speed is never asserted: only that figures exist.
+
+#![cfg(feature = "bench")]
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The numeric cells of the table rows that start with `| {transport} |`.
+fn rows<'a>(table: &'a str, transport: &str) -> Vec<Vec<&'a str>> {
+    table
+        .lines()
+        .filter(|l| l.starts_with(&format!("| {transport} |")))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect()
+}
+
+fn positive(cell: &str, line: &[&str]) {
+    let v: f64 = cell
+        .parse()
+        .unwrap_or_else(|_| panic!("{cell:?} is not a number in {line:?}"));
+    assert!(
+        v > 0.0 && v.is_finite(),
+        "{cell:?} is not a positive figure in {line:?}"
+    );
+}
+
+#[test]
+fn a_tiny_modem_bench_prints_both_tables_with_figures() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsat"))
+        .args([
+            "bench",
+            "--modem",
+            "--rounds",
+            "1",
+            "--warmup-ms",
+            "20",
+            "--measure-ms",
+            "100",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wsat bench");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsat bench --modem did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(
+        status.success(),
+        "exit {status}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+    );
+    assert!(
+        out.contains("| transport | payload | round trips/s | p50 µs | p99 µs | modem CPU µs/rt |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| transport | links | message | msgs/s | bytes/s | MB/s |"),
+        "{out}"
+    );
+    for transport in ["tcp", "pty"] {
+        let rows = rows(&out, transport);
+        let round_trips: Vec<_> = rows.iter().filter(|r| r.len() == 6).collect();
+        let throughput: Vec<_> = rows.iter().filter(|r| r.len() == 9).collect();
+        let sizes: Vec<&str> = round_trips.iter().map(|r| r[1]).collect();
+        assert_eq!(sizes, ["20B", "1KiB", "4KiB"], "{transport}:\n{out}");
+        for r in &round_trips {
+            // round trips/s, p50, p99 (the modem's CPU time may round to 0 on 100 ms).
+            for cell in &r[2..5] {
+                positive(cell, r);
+            }
+        }
+        assert_eq!(throughput.len(), 1, "{transport}:\n{out}");
+        let r = throughput[0];
+        assert_eq!((r[1], r[2]), ("3", "4KiB"), "{out}");
+        // msgs/s, bytes/s, MB/s, VmRSS, VmHWM.
+        for i in [3, 4, 5, 7, 8] {
+            positive(r[i], r);
+        }
+    }
+}
+
+#[test]
+fn modem_and_svg_do_not_go_together() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsat"))
+        .args(["bench", "--modem", "--svg", "x.svg"])
+        .output()
+        .expect("run wsat bench");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--svg"), "{err}");
+}
