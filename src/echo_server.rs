@@ -102,20 +102,27 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Resul
     let mut conn = Connection::new(config, Instant::now());
     let _ = buf.split_to(request.head_len);
     conn.read_buf().extend_from_slice(&buf);
-    conn.process(Instant::now());
     let mut assembler = MessageAssembler::new(MAX_MESSAGE);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out: VecDeque<Bytes> = VecDeque::new();
     loop {
-        while let Some(ev) = conn.poll_event() {
-            if let Event::Data(chunk) = ev {
-                match assembler.push(&chunk) {
-                    Ok(Some(msg)) => {
-                        let _ = conn.send_frame(msg.opcode, true, &msg.payload);
+        // Message by message: a close read together with a message is answered only after
+        // that message's echo is queued, so the echo is not lost to the closing handshake.
+        loop {
+            let more = conn.process_message(Instant::now());
+            while let Some(ev) = conn.poll_event() {
+                if let Event::Data(chunk) = ev {
+                    match assembler.push(&chunk) {
+                        Ok(Some(msg)) => {
+                            let _ = conn.send_frame(msg.opcode, true, &msg.payload);
+                        }
+                        Ok(None) => {}
+                        Err(_) => conn.fail(ProtocolError::MessageTooBig(MAX_MESSAGE), Instant::now()),
                     }
-                    Ok(None) => {}
-                    Err(_) => conn.fail(ProtocolError::MessageTooBig(MAX_MESSAGE), Instant::now()),
                 }
+            }
+            if !more {
+                break;
             }
         }
         while let Some(bytes) = conn.poll_transmit() {
@@ -147,7 +154,6 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Resul
                 if res? == 0 {
                     return Ok(());
                 }
-                conn.process(Instant::now());
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
                 conn.handle_timeout(Instant::now());
@@ -165,4 +171,52 @@ async fn read_into<R: AsyncRead + Unpin>(rd: &mut R, conn: &mut Connection) -> i
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str) -> io::Result<()> {
     stream.write_all(&reject_response(status, reason)).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsat_proto::handshake::{ClientHandshake, HandshakeRequest, HandshakeResponse};
+    use wsat_proto::uri::WsUri;
+    use wsat_proto::OpCode;
+
+    /// A message and a close that arrive in one read: the echo leaves before the close
+    /// reply (a client closing right after its last send still gets its echo).
+    #[tokio::test]
+    async fn a_message_read_together_with_a_close_is_echoed_first() {
+        let uri = WsUri::parse("ws://127.0.0.1/").expect("uri");
+        let handshake = ClientHandshake::new(&HandshakeRequest::for_uri(&uri));
+        let mut client = Connection::new(ConnectionConfig::rfc(Role::Client), Instant::now());
+        client.send_frame(OpCode::TEXT, true, b"last words").expect("send");
+        client.close(Some(1000), "", Instant::now());
+        let mut input = handshake.request().to_vec();
+        while let Some(bytes) = client.poll_transmit() {
+            input.extend_from_slice(&bytes);
+        }
+
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(echo(far));
+        near.write_all(&input).await.expect("write");
+        let mut output = Vec::new();
+        near.read_to_end(&mut output).await.expect("read");
+        server.await.expect("join").expect("the echo loop");
+
+        let Some(HandshakeResponse::Accepted { head_len, .. }) =
+            handshake.parse_response(&output, true).expect("a 101")
+        else {
+            panic!("no 101: {:?}", String::from_utf8_lossy(&output));
+        };
+        client.handle_bytes(&output[head_len..], Instant::now());
+        let mut events = Vec::new();
+        while let Some(ev) = client.poll_event() {
+            events.push(ev);
+        }
+        let echo = events
+            .iter()
+            .position(|e| matches!(e, Event::Data(d) if d.opcode == OpCode::TEXT && &d.data[..] == b"last words"));
+        let close = events
+            .iter()
+            .position(|e| matches!(e, Event::CloseReceived(Some(c)) if c.code == 1000));
+        assert!(matches!((echo, close), (Some(e), Some(c)) if e < c), "{events:?}");
+    }
 }
