@@ -7,7 +7,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
     cli::init_logging(args.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match cli::runtime_for(&args.command).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wsat: cannot start the async runtime: {e}");

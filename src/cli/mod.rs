@@ -55,6 +55,17 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
+/// The runtime a subcommand runs on. The modem takes one thread: its AT engine, AT port and
+/// links then hand work to each other without waking a second thread, which halves the
+/// AT+WSSEND → `+WS_DATA` round trip on a small machine (BENCHMARKS.md, "Modem"). The others
+/// use every core (the load clients of `bench`, the echo server's connections).
+pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
+    match command {
+        Command::Modem(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 /// Runs one subcommand.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
