@@ -248,6 +248,7 @@ impl Task {
                     }
                 }
             }
+            self.deliver_ready();
             match connection.state() {
                 ConnectionState::Open => {}
                 ConnectionState::CloseSent => self.shared.set(LinkState::Closing),
@@ -340,6 +341,29 @@ impl Task {
                     }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => connection.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Hands pending events over while the channel has room, without waiting: each would
+    /// otherwise take a round through the session's select loop. Not in lockstep, where
+    /// an event also needs an outstanding `recv`.
+    fn deliver_ready(&mut self) {
+        if self.demand.is_some() {
+            return;
+        }
+        while let Some(ev) = self.pending.pop_front() {
+            match self.events.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => {
+                    self.pending.push_front(ev);
+                    return;
+                }
+                // Nobody listens any more: events are dropped, the link keeps running.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.pending.clear();
+                    return;
+                }
             }
         }
     }
