@@ -9,11 +9,12 @@ use plotters::prelude::*;
 use super::report::{ratio, Row, RAW};
 use super::workload::Workload;
 
-const COLORS: [RGBColor; 4] = [
+const COLORS: [RGBColor; 5] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xc7, 0xc7, 0xc7),
 ];
 
 /// Writes the SVG chart of `rows` to `path`.
@@ -28,19 +29,21 @@ pub fn write_svg(rows: &[Row], implementations: &[String], title: &str, path: &P
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing the chart: {e:?}");
     root.fill(&WHITE).map_err(err)?;
-    let top = rows
+    // A log scale: the batched ceiling can be ten times raw-tcp while the rest sit near 1.
+    let ratios: Vec<f64> = rows
         .iter()
         .filter_map(|r| ratio(rows, r, RAW))
-        .fold(1.0f64, f64::max)
-        .max(1.0)
-        * 1.1;
+        .filter(|v| *v > 0.0)
+        .collect();
+    let top = ratios.iter().copied().fold(1.0f64, f64::max) * 1.3;
+    let floor = ratios.iter().copied().fold(1.0f64, f64::min) / 1.5;
     let labels = workloads.clone();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..workloads.len() as f64, 0f64..top)
+        .build_cartesian_2d(0f64..workloads.len() as f64, (floor..top).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -54,7 +57,7 @@ pub fn write_svg(rows: &[Row], implementations: &[String], title: &str, path: &P
                 String::new()
             }
         })
-        .y_desc("messages/s ÷ raw-tcp (same run)")
+        .y_desc("messages/s ÷ raw-tcp (same run, log scale)")
         .draw()
         .map_err(err)?;
     for (ii, name) in implementations.iter().enumerate() {
@@ -67,7 +70,7 @@ pub fn write_svg(rows: &[Row], implementations: &[String], title: &str, path: &P
                 let v = ratio(rows, row, RAW)?;
                 let x0 = wi as f64 + 0.1 + 0.8 * ii as f64 / n;
                 let x1 = x0 + 0.8 / n * 0.9;
-                Some(Rectangle::new([(x0, 0.0), (x1, v)], color.filled()))
+                Some(Rectangle::new([(x0, floor), (x1, v)], color.filled()))
             })
             .collect();
         chart

@@ -55,9 +55,15 @@ impl Clock {
     }
 }
 
+/// The raw-tcp-batched client's read buffer: room for a whole window, within these bounds.
+const RAW_READ_MIN: usize = 64 * 1024;
+const RAW_READ_MAX: usize = 4 << 20;
+
 /// The pipelining window of one connection: send times of messages in flight.
 struct Pace {
     window: Semaphore,
+    /// The window's size: messages in flight at most.
+    size: usize,
     in_flight: Mutex<VecDeque<Instant>>,
     clock: Arc<Clock>,
     /// The receiver is done: nothing more may be sent.
@@ -68,6 +74,7 @@ impl Pace {
     fn new(window: usize, clock: Arc<Clock>) -> Self {
         Pace {
             window: Semaphore::new(window),
+            size: window,
             in_flight: Mutex::new(VecDeque::with_capacity(window)),
             clock,
             closing: AtomicBool::new(false),
@@ -83,6 +90,26 @@ impl Pace {
             Ok(p) => p.forget(),
             Err(_) => return false,
         }
+        self.admit()
+    }
+
+    /// Messages in flight at most.
+    fn window_size(&self) -> usize {
+        self.size
+    }
+
+    /// [`Pace::may_send`] without waiting: `false` also when the window is full.
+    fn may_send_now(&self) -> bool {
+        match self.window.try_acquire() {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        self.admit()
+    }
+
+    /// Records a send that has its window slot; `false` (the slot is spent) once the
+    /// measurement is over.
+    fn admit(&self) -> bool {
         if self.closing.load(Ordering::Relaxed) {
             return false;
         }
@@ -197,7 +224,12 @@ enum Conn {
     Wsat(wsat_client::Client, wsat_client::Events),
     Tungstenite(Box<Tungstenite>),
     Fast(Box<FastRead>, FastWrite),
-    Raw(TcpStream),
+    /// Plain TCP; `batched` sends what the window allows in one write and reads as many
+    /// echoes as have arrived, instead of one write and one exact read per message.
+    Raw {
+        tcp: TcpStream,
+        batched: bool,
+    },
 }
 
 impl Conn {
@@ -255,10 +287,11 @@ impl Conn {
                 let (rd, wr) = ws.split(|s| s.into_split());
                 Ok(Conn::Fast(Box::new(fastwebsockets::FragmentCollectorRead::new(rd)), wr))
             }
-            "raw-tcp" => {
+            "raw-tcp" | "raw-tcp-batched" => {
                 let tcp = TcpStream::connect(&plan.tcp_addr).await?;
                 tcp.set_nodelay(true)?;
-                Ok(Conn::Raw(tcp))
+                let batched = plan.implementation == "raw-tcp-batched";
+                Ok(Conn::Raw { tcp, batched })
             }
             other => bail!("unknown implementation {other:?}"),
         }
@@ -361,20 +394,45 @@ impl Conn {
                 tokio::try_join!(send, recv)?;
                 Ok(())
             }
-            Conn::Raw(tcp) => {
+            Conn::Raw { tcp, batched } => {
                 let (mut rd, mut wr) = tcp.into_split();
+                let len = payload.len();
+                let most = if batched { pace.window_size() } else { 1 };
+                let copies = payload.repeat(most);
                 let send = async {
                     while pace.may_send().await {
-                        wr.write_all(&payload).await?;
+                        let mut n = 1;
+                        while n < most && pace.may_send_now() {
+                            n += 1;
+                        }
+                        wr.write_all(&copies[..n * len]).await?;
                     }
                     Ok::<_, anyhow::Error>(())
                 };
                 let recv = async {
-                    let mut buf = vec![0u8; payload.len()];
+                    // Per message: exactly one echo per read. Batched: whatever has arrived.
+                    let room = if batched {
+                        copies.len().clamp(RAW_READ_MIN, RAW_READ_MAX)
+                    } else {
+                        len
+                    };
+                    let mut buf = vec![0u8; room];
+                    let mut partial = 0;
                     loop {
-                        rd.read_exact(&mut buf).await?;
-                        if !pace.received() {
-                            return Ok(());
+                        let n = if batched {
+                            rd.read(&mut buf).await?
+                        } else {
+                            rd.read_exact(&mut buf).await?
+                        };
+                        if n == 0 {
+                            bail!("the TCP echo closed the connection");
+                        }
+                        partial += n;
+                        while partial >= len {
+                            partial -= len;
+                            if !pace.received() {
+                                return Ok(());
+                            }
                         }
                     }
                 };

@@ -6,9 +6,17 @@ use super::stats::Figures;
 use super::workload::{format_size, Workload};
 
 /// The implementations compared, in table order.
-pub const IMPLEMENTATIONS: [&str; 4] = ["wsat", "tokio-tungstenite", "fastwebsockets", "raw-tcp"];
+pub const IMPLEMENTATIONS: [&str; 5] = [
+    "wsat",
+    "tokio-tungstenite",
+    "fastwebsockets",
+    "raw-tcp",
+    "raw-tcp-batched",
+];
 
-/// The reference for ratios: the physical limit of the loopback path.
+/// The reference for ratios: the same bytes over plain TCP, one write and one exact read per
+/// message (the per-message limit of the loopback path; `raw-tcp-batched` shows what
+/// batching many messages per system call can reach beyond it).
 pub const RAW: &str = "raw-tcp";
 
 /// One row: a workload run through one implementation (medians over the rounds).

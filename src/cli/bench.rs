@@ -21,8 +21,13 @@ pub struct BenchArgs {
     /// Workloads as CONNSxSIZExWINDOW, comma-separated.
     #[arg(long, default_value = wsat::bench::workload::DEFAULT_WORKLOADS)]
     workloads: String,
-    /// Implementations, comma-separated, among wsat, tokio-tungstenite, fastwebsockets, raw-tcp.
-    #[arg(long, default_value = "wsat,tokio-tungstenite,fastwebsockets,raw-tcp")]
+    /// Implementations, comma-separated, among wsat, tokio-tungstenite, fastwebsockets, raw-tcp
+    /// (one write and one exact read per message) and raw-tcp-batched (a window per write,
+    /// every echo that has arrived per read: the ceiling for pipelined workloads).
+    #[arg(
+        long,
+        default_value = "wsat,tokio-tungstenite,fastwebsockets,raw-tcp,raw-tcp-batched"
+    )]
     impls: String,
     /// Warm-up per measurement, ms (default 1000, --quick 200).
     #[arg(long)]
