@@ -192,6 +192,47 @@ async fn close_started_by_the_client_gets_the_servers_1000() {
     assert_eq!(client.state(), LinkState::Stopped);
 }
 
+/// Large sends go out masked a chunk at a time (wsat-proto's transmit queue): two 3 MiB
+/// messages, a ping and a close queued at once reach the server whole and in order.
+#[tokio::test]
+async fn large_sends_queued_with_a_close_arrive_whole_and_in_order() {
+    let mut c = config(&echo_server().await);
+    c.delivery = Delivery::Messages { max_size: 8 << 20 };
+    c.buffer_size = 8 << 20;
+    let (client, mut events) = connected(c).await;
+    let first = Bytes::from((0..3usize << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let second = Bytes::from((0..3usize << 20).map(|i| (i % 241) as u8 ^ 0x5a).collect::<Vec<u8>>());
+    // Polled in this order, so the commands are queued in this order.
+    let (a, b, p, closed) = tokio::join!(
+        client.send_binary(first.clone(), STEP),
+        client.send_binary(second.clone(), STEP),
+        client.send_frame(OpCode::PING, true, Bytes::from_static(b"after"), STEP),
+        client.close(Some(1000), "done", STEP),
+    );
+    assert_eq!(
+        (a.expect("first"), b.expect("second"), p.expect("ping")),
+        (3 << 20, 3 << 20, 5)
+    );
+    closed.expect("clean close");
+    let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
+    let messages: Vec<&Bytes> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(&m.payload),
+            _ => None,
+        })
+        .collect();
+    assert!(messages.len() == 2, "{} messages", messages.len());
+    assert!(
+        messages[0] == &first && messages[1] == &second,
+        "echoes differ from the sends"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Closed { code: Some(1000), .. })),
+        "no clean close"
+    );
+}
+
 #[tokio::test]
 async fn frames_sent_with_the_101_are_not_lost() {
     let (addr, _peer) = scripted_peer(|mut tcp| async move {

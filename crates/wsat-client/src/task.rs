@@ -260,8 +260,7 @@ impl Task {
                 }
                 ConnectionState::Closed => {
                     self.shared.set(LinkState::Closing);
-                    connection.transmit_into(&mut out);
-                    self.linger(&mut rd, &mut wr, &mut out).await;
+                    self.linger(&mut rd, &mut wr, &mut connection, &mut out).await;
                     fail_sends(&mut sends);
                     return match failure {
                         Some((err, reason)) => End::Aborted(err, reason),
@@ -274,11 +273,17 @@ impl Task {
                 }
             }
             // Whatever is queued goes out now if the transport takes it, so that a send is
-            // written (and answered) in the round that queued it.
-            connection.transmit_into(&mut out);
-            if let Err(e) = write_now(&mut wr, &mut out, &mut written, &mut needs_flush) {
-                fail_sends(&mut sends);
-                return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
+            // written (and answered) in the round that queued it; a large payload comes
+            // a chunk at a time.
+            loop {
+                connection.transmit_into(&mut out);
+                if let Err(e) = write_now(&mut wr, &mut out, &mut written, &mut needs_flush) {
+                    fail_sends(&mut sends);
+                    return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
+                }
+                if !out.is_empty() || !connection.wants_transmit() {
+                    break;
+                }
             }
             complete_sends(&mut sends, written, needs_flush);
             // Decoded something that gave no event (a pong, a message still in pieces) with
@@ -381,7 +386,7 @@ impl Task {
                 let sent = if fragment {
                     connection.send_fragmented(opcode, &payload, fin, self.config.buffer_size)
                 } else {
-                    connection.send_frame(opcode, fin, &payload)
+                    connection.send_frame_shared(opcode, fin, &payload)
                 };
                 match sent {
                     Ok(()) => sends.push_back((connection.transmit_end(), payload.len(), reply)),
@@ -406,11 +411,23 @@ impl Task {
 
     /// After the closing handshake: write what is left (our close) and give the server
     /// the linger time to close TCP first, as RFC 6455 §7.1.1 asks of clients.
-    async fn linger(&mut self, rd: &mut ReadHalf<Stream>, wr: &mut WriteHalf<Stream>, out: &mut BytesMut) {
+    async fn linger(
+        &mut self,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        connection: &mut Connection,
+        out: &mut BytesMut,
+    ) {
         let linger = self.config.close_linger;
         let work = async {
-            wr.write_all(out).await?;
-            out.clear();
+            loop {
+                connection.transmit_into(out);
+                if out.is_empty() {
+                    break;
+                }
+                wr.write_all(out).await?;
+                out.clear();
+            }
             wr.flush().await?;
             let mut sink = [0u8; 1024];
             while rd.read(&mut sink).await? > 0 {}

@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::close::{self, CloseFrame};
 use crate::decode::{ChunkPolicy, DecoderConfig, FrameDecoder, Item};
-use crate::encode::{encode_frame, fragments};
-use crate::header::MAX_HEADER_LEN;
+use crate::encode::fragments;
+use crate::transmit::TransmitQueue;
 use crate::{FrameHeader, OpCode, ProtocolError, SendError, Utf8Validator};
 
 /// Which end of the connection we are: clients mask what they send, servers must not.
@@ -171,9 +171,7 @@ pub struct Connection {
     config: ConnectionConfig,
     decoder: FrameDecoder,
     rx: BytesMut,
-    tx: BytesMut,
-    /// Bytes queued for transmission since the start: the stream offset past `tx`.
-    tx_end: u64,
+    tx: TransmitQueue,
     events: VecDeque<Event>,
     state: ConnectionState,
     frame: Option<FrameInProgress>,
@@ -204,8 +202,7 @@ impl Connection {
             config,
             decoder,
             rx: BytesMut::new(),
-            tx: BytesMut::new(),
-            tx_end: 0,
+            tx: TransmitQueue::default(),
             events: VecDeque::new(),
             state: ConnectionState::Open,
             frame: None,
@@ -307,6 +304,17 @@ impl Connection {
         Ok(())
     }
 
+    /// [`Connection::send_frame`] for a payload the caller shares: a large one on a client
+    /// connection is not copied whole but masked a chunk at a time as it is transmitted
+    /// (less memory, and each chunk is still in cache when the transport copies it).
+    pub fn send_frame_shared(&mut self, opcode: OpCode, fin: bool, payload: &Bytes) -> Result<(), SendError> {
+        if self.state != ConnectionState::Open {
+            return Err(SendError::NotOpen);
+        }
+        self.tx.push_frame(opcode, fin, self.mask(), payload, Some(payload));
+        Ok(())
+    }
+
     /// Sends `payload` split into frames of at most `frame_size` bytes, the ESP client's
     /// way: `opcode` on the first frame, continuations after, FIN on the last if `fin`.
     pub fn send_fragmented(
@@ -333,32 +341,32 @@ impl Connection {
         }
     }
 
-    /// The next chunk of bytes to write to the transport.
+    /// The next chunk of bytes to write to the transport; call until `None`.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.tx.is_empty() {
-            None
-        } else {
-            Some(self.tx.split().freeze())
-        }
+        let mut out = BytesMut::new();
+        self.tx.take_into(&mut out);
+        (!out.is_empty()).then(|| out.freeze())
     }
 
-    /// Moves the bytes waiting to be written to the end of `out`. When `out` is empty the
-    /// buffers are swapped instead of copied, so a writer that drains `out` and hands it
-    /// back keeps reusing two allocations rather than allocating one per frame.
+    /// Moves the next bytes waiting to be written to the end of `out`: all of them, or,
+    /// while a large shared payload is being masked, up to one chunk of it (call again
+    /// once `out` is written, while [`Connection::wants_transmit`]). When `out` is empty
+    /// the buffers are swapped instead of copied, so a writer that drains `out` and hands
+    /// it back keeps reusing two allocations rather than allocating one per frame.
     pub fn transmit_into(&mut self, out: &mut BytesMut) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.tx);
-        } else {
-            out.extend_from_slice(&self.tx);
-            self.tx.clear();
-        }
+        self.tx.take_into(out);
+    }
+
+    /// Bytes are waiting to be written.
+    pub fn wants_transmit(&self) -> bool {
+        !self.tx.is_empty()
     }
 
     /// The stream offset just past the last byte queued for transmission so far (every
-    /// frame ever encoded, written or not). A send is on the wire once this many bytes
+    /// frame ever queued, written or not). A send is on the wire once this many bytes
     /// have been written.
     pub fn transmit_end(&self) -> u64 {
-        self.tx_end
+        self.tx.end()
     }
 
     /// The next event.
@@ -540,14 +548,15 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = match self.config.role {
+        self.tx.push_frame(opcode, fin, self.mask(), payload, None);
+    }
+
+    /// A fresh masking key for a client's frame; none for a server's.
+    fn mask(&self) -> Option<[u8; 4]> {
+        match self.config.role {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
-        };
-        let before = self.tx.len();
-        self.tx.reserve(MAX_HEADER_LEN + payload.len());
-        encode_frame(&mut self.tx, opcode, fin, mask, payload);
-        self.tx_end += (self.tx.len() - before) as u64;
+        }
     }
 }
 

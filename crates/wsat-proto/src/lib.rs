@@ -28,6 +28,7 @@ mod header;
 pub mod mask;
 mod message;
 mod opcode;
+mod transmit;
 pub mod uri;
 mod utf8;
 
