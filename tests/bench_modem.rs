@@ -4,9 +4,10 @@
 
 #![cfg(feature = "bench")]
 
-use std::io::Read;
+mod common;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The numeric cells of the table rows that start with `| {transport} |`.
 fn rows<'a>(table: &'a str, transport: &str) -> Vec<Vec<&'a str>> {
@@ -45,36 +46,8 @@ fn a_tiny_modem_bench_prints_both_tables_with_figures() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run wsat bench");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsat bench --modem did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    assert!(
-        status.success(),
-        "exit {status}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
-    );
+    let (code, out, err) = common::output_within(&mut child, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "--- stdout ---\n{out}\n--- stderr ---\n{err}");
     assert!(
         out.contains("| transport | payload | round trips/s | p50 µs | p99 µs | modem CPU µs/rt |"),
         "{out}"

@@ -7,7 +7,7 @@
 mod common;
 mod modem_support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -79,21 +79,7 @@ fn wsat_connect_at_trace_level_logs_no_credentials() {
     let mut stdin = child.stdin.take().expect("stdin");
     writeln!(stdin, "over mutual TLS").expect("write");
     drop(stdin);
-    let code = common::exit_within(&mut child, Duration::from_secs(10));
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let (code, out, err) = common::output_within(&mut child, Duration::from_secs(10));
 
     // Connected over mutual TLS with the URI's Basic auth and the header, and echoed.
     assert_eq!((code, out.as_str()), (Some(0), "over mutual TLS\n"), "stderr:\n{err}");

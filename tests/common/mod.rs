@@ -115,6 +115,23 @@ pub fn echo_server(extra: &[&str], stderr: Stdio) -> (Killed, u16) {
     (child, port)
 }
 
+/// The exit code and the whole stdout and stderr (both piped) of `child` once it exits,
+/// failing the test after `bound`. The pipes are drained while it runs, so a chatty child
+/// cannot block on a full pipe.
+pub fn output_within(child: &mut Child, bound: Duration) -> (Option<i32>, String, String) {
+    fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).expect("read a pipe");
+            text
+        })
+    }
+    let out = drain(child.stdout.take().expect("stdout piped"));
+    let err = drain(child.stderr.take().expect("stderr piped"));
+    let code = exit_within(child, bound);
+    (code, out.join().expect("stdout"), err.join().expect("stderr"))
+}
+
 /// The exit code of `child` once it exits, failing the test after `bound`.
 pub fn exit_within(child: &mut Child, bound: Duration) -> Option<i32> {
     let deadline = Instant::now() + bound;
