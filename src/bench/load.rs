@@ -303,17 +303,25 @@ impl Conn {
                 // `Client` is a handle to the connection's task and a send completes once
                 // written, so a pipelining sender issues each send on its own task
                 // instead of waiting for the previous write: the window fills at once.
+                // With one message in flight there is nothing to overlap: the send is
+                // awaited where it is made, as an application would.
+                let pipelined = pace.window_size() > 1;
                 let send = async {
                     while pace.may_send().await {
                         let (client, payload) = (client.clone(), payload.clone());
-                        tokio::spawn(async move {
+                        let send = async move {
                             let sent = client
                                 .send_frame(wsat_client::OpCode::BINARY, true, payload, Duration::from_secs(30))
                                 .await;
                             if let Err(e) = sent {
                                 tracing::warn!("wsat send failed: {e}");
                             }
-                        });
+                        };
+                        if pipelined {
+                            tokio::spawn(send);
+                        } else {
+                            send.await;
+                        }
                     }
                     Ok::<_, anyhow::Error>(())
                 };

@@ -212,6 +212,13 @@ impl Task {
         let mut eof = false;
         // Bytes that came with the 101 are decoded at once (esp-protocols #396).
         let mut decodable = true;
+        // One stop future for the whole session: made anew every round, it would register
+        // and unregister a waiter each time.
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        tokio::pin!(stopped);
         loop {
             // One message at a time, and only once the previous events are delivered (in
             // lockstep: asked for), so replies to them leave before later input is decoded.
@@ -300,7 +307,7 @@ impl Task {
             let deadline = connection.poll_timeout();
             tokio::select! {
                 biased;
-                _ = self.stop.changed() => return End::Stopped,
+                _ = &mut stopped => return End::Stopped,
                 permit = delivery(&self.events, self.demand.as_deref()), if !self.pending.is_empty() => {
                     match (permit, self.pending.pop_front()) {
                         (Some(permit), Some(ev)) => permit.send(ev),
