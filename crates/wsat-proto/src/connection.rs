@@ -362,6 +362,15 @@ impl Connection {
         !self.tx.is_empty()
     }
 
+    /// How many bytes are waiting to be written (not yet taken with
+    /// [`Connection::transmit_into`] or [`Connection::poll_transmit`]). Pongs count at most
+    /// once while they wait at the end of the queue: a newer ping's pong replaces the
+    /// previous one there (RFC 6455 §5.5.3), so a peer that floods pings and never reads
+    /// cannot make this grow while the caller stops taking bytes.
+    pub fn transmit_len(&self) -> usize {
+        self.tx.len()
+    }
+
     /// The stream offset just past the last byte queued for transmission so far (every
     /// frame ever queued, written or not). A send is on the wire once this many bytes
     /// have been written.
@@ -522,7 +531,7 @@ impl Connection {
             }));
         }
         match h.opcode {
-            OpCode::PING if self.state == ConnectionState::Open => self.write_frame(OpCode::PONG, true, &payload),
+            OpCode::PING if self.state == ConnectionState::Open => self.tx.push_pong(self.mask(), &payload),
             OpCode::PONG => self.pong_deadline = None,
             OpCode::CLOSE => self.on_close(close.flatten(), now),
             _ => {}
@@ -768,6 +777,54 @@ mod tests {
             ev.iter()
                 .any(|e| matches!(e, Event::Data(c) if c.opcode == OpCode::PONG && &c.data[..] == b"hi")),
             "{ev:?}"
+        );
+    }
+
+    /// Pongs of a ping flood that nobody takes collapse into one, the newest (RFC 6455
+    /// §5.5.3); a pong behind other frames, or already taken, is never touched.
+    #[test]
+    fn an_untaken_pong_is_replaced_by_the_newest_ping_s() {
+        let mut c = Connection::new(client_cfg(1024), Instant::now());
+        let now = Instant::now();
+        for i in 0..10_000u32 {
+            let mut ping = vec![0x89, 4];
+            ping.extend_from_slice(&i.to_be_bytes());
+            c.handle_bytes(&ping, now);
+        }
+        assert_eq!(c.transmit_len(), 2 + 4 + 4, "one masked pong of 4 bytes waits");
+        assert_eq!(c.transmit_end(), 10, "the offsets count the one pong");
+        let mut server = Connection::new(ConnectionConfig::rfc(Role::Server), now);
+        server.handle_bytes(&c.poll_transmit().expect("a pong"), now);
+        let pongs: Vec<_> = events(&mut server)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Data(d) if d.opcode == OpCode::PONG => Some(d.data),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pongs, [Bytes::copy_from_slice(&9_999u32.to_be_bytes())]);
+
+        // Taken: the next pong is queued anew. Behind a data frame: both stay, in order.
+        c.handle_bytes(&[0x89, 1, b'a'], now);
+        assert!(c.poll_transmit().is_some());
+        c.handle_bytes(&[0x89, 1, b'b'], now);
+        c.send_frame(OpCode::TEXT, true, b"data").expect("open");
+        c.handle_bytes(&[0x89, 1, b'c'], now);
+        server.handle_bytes(&c.poll_transmit().expect("frames"), now);
+        let seen: Vec<_> = events(&mut server)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Data(d) => Some((d.opcode, d.data)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (OpCode::PONG, Bytes::from_static(b"b")),
+                (OpCode::TEXT, Bytes::from_static(b"data")),
+                (OpCode::PONG, Bytes::from_static(b"c")),
+            ]
         );
     }
 

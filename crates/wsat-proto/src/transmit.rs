@@ -38,6 +38,9 @@ pub(crate) struct TransmitQueue {
     tail: BytesMut,
     /// Bytes queued since the start: the stream offset just past the last one.
     end: u64,
+    /// Where in `tail` the last frame starts, while that frame is a pong nothing has been
+    /// queued after nor taken: a newer pong may replace it.
+    replaceable_pong: Option<usize>,
 }
 
 impl TransmitQueue {
@@ -51,6 +54,7 @@ impl TransmitQueue {
         payload: &[u8],
         shared: Option<&Bytes>,
     ) {
+        self.replaceable_pong = None;
         match (mask, shared) {
             (Some(key), Some(shared)) if shared.len() >= DEFER_MASK_MIN => {
                 let mut header = [0u8; MAX_HEADER_LEN];
@@ -71,6 +75,20 @@ impl TransmitQueue {
                 self.end += (self.tail.len() - before) as u64;
             }
         }
+    }
+
+    /// Queues a pong. While the previous pong is still the last frame queued and nothing of
+    /// it has been taken, this one replaces it (RFC 6455 §5.5.3 allows answering only the
+    /// most recent ping): a peer that floods pings and never reads then cannot grow the
+    /// queue. No offset any caller recorded moves, since nothing was queued after it.
+    pub(crate) fn push_pong(&mut self, mask: Option<[u8; 4]>, payload: &[u8]) {
+        if let Some(start) = self.replaceable_pong.take() {
+            self.end -= (self.tail.len() - start) as u64;
+            self.tail.truncate(start);
+        }
+        let start = self.tail.len();
+        self.push_frame(OpCode::PONG, true, mask, payload, None);
+        self.replaceable_pong = Some(start);
     }
 
     /// Moves the next bytes to the end of `out`: everything encoded up to the next deferred
@@ -97,11 +115,25 @@ impl TransmitQueue {
             }
         }
         append(out, &mut self.tail);
+        self.replaceable_pong = None;
     }
 
     /// Nothing is waiting.
     pub(crate) fn is_empty(&self) -> bool {
         self.segments.is_empty() && self.tail.is_empty()
+    }
+
+    /// How many bytes are waiting, deferred payloads included.
+    pub(crate) fn len(&self) -> usize {
+        let segments: usize = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Encoded(bytes) => bytes.len(),
+                Segment::Masked { payload, done, .. } => payload.len() - done,
+            })
+            .sum();
+        segments + self.tail.len()
     }
 
     /// The stream offset just past the last byte queued so far.

@@ -110,6 +110,15 @@ impl WsUri {
         self.port.unwrap_or(if self.tls() == Ok(true) { 443 } else { 80 })
     }
 
+    /// Whether `other` is this URI's origin (RFC 6454): the same scheme (`http` counting as
+    /// `ws` and `https` as `wss`), host (ASCII case-insensitively) and port (defaults
+    /// applied). Credentials go only to the origin they were given for.
+    pub fn same_origin(&self, other: &WsUri) -> bool {
+        self.tls() == other.tls()
+            && self.host.eq_ignore_ascii_case(&other.host)
+            && self.port_or_default() == other.port_or_default()
+    }
+
     /// The request target: path and query, `/?query` without a path, `/` with neither.
     pub fn request_target(&self) -> String {
         let path = self.path.as_deref().unwrap_or("/");
