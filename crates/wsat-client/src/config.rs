@@ -87,7 +87,8 @@ impl Default for TcpKeepalive {
 
 /// Everything a [`crate::Client`] needs. Start from [`ClientConfig::new`] and override
 /// fields; the defaults are the ESP client's unless said otherwise. Its `Debug` output
-/// hides secrets (password, `Authorization`, cookies, the URI's password).
+/// hides secrets: the password, `Authorization`, the URI's password, the client key and
+/// every custom header's value (an `X-Api-Key` is as secret as a cookie; the names show).
 #[derive(Clone)]
 pub struct ClientConfig {
     /// `ws[s]://[user[:pass]@]host[:port][/path][?query]`.
@@ -142,7 +143,13 @@ pub struct ClientConfig {
     /// How long to wait for the server to close TCP after the closing handshake (1 s).
     pub close_linger: Duration,
     /// Redirects (301/302/303/307/308) followed per connect; default 5, 0 refuses them.
+    /// As curl does, a redirect to another origin (scheme, host or port) is sent without
+    /// credentials: no `Authorization` (explicit or from the URI's user and password), no
+    /// `Cookie` and no `Proxy-Authorization` header.
     pub max_redirects: u32,
+    /// Follow a redirect from `wss` to `ws` (default off: it fails with
+    /// [`crate::ClientError::InsecureRedirect`]), which would move the connection out of TLS.
+    pub allow_insecure_redirect: bool,
     /// Refuse to send an upgrade request longer than this (the firmware: 1024).
     pub max_request_len: Option<usize>,
     /// Largest upgrade response head accepted; default 16 KiB.
@@ -151,6 +158,13 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// TLS roots, client certificate and verification level for `wss://`.
     pub tls: TlsConfig,
+    /// Unwritten bytes above which the client takes no more frames from the protocol
+    /// queue into its write buffer (default 256 KiB). While the peer does not read, the
+    /// pongs it asks for then wait in that queue, where each newer ping's pong replaces the
+    /// previous one (RFC 6455 §5.5.3): a peer that floods pings and never reads costs at
+    /// most this plus one pong. Reading goes on (stopping it for our own sends would
+    /// deadlock with a peer that stops reading while its echoes cannot be written).
+    pub max_write_buffer: usize,
     /// Events delivered ahead of the application before the client stops reading from the
     /// socket (backpressure); default 64. 0 is lockstep, the way a pull-based client such
     /// as tungstenite behaves: one event per `Events::recv` call, and nothing received
@@ -162,8 +176,8 @@ pub struct ClientConfig {
 /// Shown instead of a secret in `Debug` output.
 const REDACTED: &str = "<redacted>";
 
-/// Header names whose values are credentials.
-fn is_secret_header(name: &str) -> bool {
+/// Header names whose values are credentials: never sent to another origin.
+pub(crate) fn is_secret_header(name: &str) -> bool {
     ["authorization", "proxy-authorization", "cookie"]
         .iter()
         .any(|s| name.eq_ignore_ascii_case(s))
@@ -178,11 +192,7 @@ impl fmt::Debug for ClientConfig {
             }
             _ => self.uri.clone(),
         };
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), if is_secret_header(n) { REDACTED } else { v.as_str() }))
-            .collect();
+        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(n, _)| (n.as_str(), REDACTED)).collect();
         f.debug_struct("ClientConfig")
             .field("uri", &uri)
             .field("host", &self.host)
@@ -208,10 +218,12 @@ impl fmt::Debug for ClientConfig {
             .field("close_timeout", &self.close_timeout)
             .field("close_linger", &self.close_linger)
             .field("max_redirects", &self.max_redirects)
+            .field("allow_insecure_redirect", &self.allow_insecure_redirect)
             .field("max_request_len", &self.max_request_len)
             .field("max_response_head", &self.max_response_head)
             .field("tcp_keepalive", &self.tcp_keepalive)
             .field("tls", &self.tls)
+            .field("max_write_buffer", &self.max_write_buffer)
             .field("event_capacity", &self.event_capacity)
             .finish()
     }
@@ -245,10 +257,12 @@ impl ClientConfig {
             close_timeout: Duration::from_secs(5),
             close_linger: Duration::from_secs(1),
             max_redirects: 5,
+            allow_insecure_redirect: false,
             max_request_len: None,
             max_response_head: 16 * 1024,
             tcp_keepalive: None,
             tls: TlsConfig::default(),
+            max_write_buffer: 256 * 1024,
             event_capacity: 64,
         }
     }
@@ -279,8 +293,20 @@ impl ClientConfig {
         Ok(Target { uri })
     }
 
-    /// The upgrade request for `target`.
-    pub fn request(&self, target: &Target) -> HandshakeRequest {
+    /// The upgrade request for `target`, reached from the configured `origin` (the same
+    /// target unless redirected): credentials (`Authorization`, explicit or from the URI's
+    /// user and password, `Cookie`, `Proxy-Authorization`) go only to `origin`'s origin,
+    /// as curl does.
+    pub fn request(&self, target: &Target, origin: &Target) -> HandshakeRequest {
+        let mut req = self.request_with_credentials(target);
+        if !origin.uri.same_origin(&target.uri) {
+            req.authorization = None;
+            req.headers.retain(|(name, _)| !is_secret_header(name));
+        }
+        req
+    }
+
+    fn request_with_credentials(&self, target: &Target) -> HandshakeRequest {
         let mut req = HandshakeRequest::for_uri(&target.uri);
         if let Some(auth) = &self.authorization {
             req.authorization = Some(auth.clone());
@@ -322,11 +348,41 @@ mod tests {
             (t.uri.host_header(), t.uri.request_target()),
             ("x:4567".into(), "/other?q=1".into())
         );
-        assert_eq!(c.request(&t).authorization.as_deref(), Some("Basic dTpw"));
+        assert_eq!(c.request(&t, &t).authorization.as_deref(), Some("Basic dTpw"));
         c.authorization = Some("Bearer t".into());
-        assert_eq!(c.request(&t).authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(c.request(&t, &t).authorization.as_deref(), Some("Bearer t"));
         assert!(ClientConfig::new("INVALID").target().is_err());
         assert!(ClientConfig::new("http2://h").target().is_err());
+    }
+
+    /// curl's rule: a redirect to another scheme, host or port loses every credential; the
+    /// same origin (default port spelled out, host in other case) keeps them.
+    #[test]
+    fn credentials_stay_with_their_origin() {
+        let mut c = ClientConfig::new("ws://u:p@Example.com/a");
+        c.headers = vec![
+            ("Cookie".into(), "s=1".into()),
+            ("proxy-authorization".into(), "Basic eA==".into()),
+            ("X-Trace".into(), "t".into()),
+        ];
+        let origin = c.target().expect("valid");
+        let at = |uri: &str| Target {
+            uri: WsUri::parse(uri).expect("valid"),
+        };
+        let same = c.request(&at("ws://u:p@example.COM:80/b"), &origin);
+        assert_eq!(same.authorization.as_deref(), Some("Basic dTpw"));
+        assert_eq!(same.headers.len(), 3);
+        for other in [
+            "ws://u:p@example.com:81/a",
+            "ws://u:p@other.example/a",
+            "wss://u:p@example.com/a",
+        ] {
+            let req = c.request(&at(other), &origin);
+            assert_eq!(req.authorization, None, "{other}");
+            assert_eq!(req.headers, [("X-Trace".to_owned(), "t".to_owned())], "{other}");
+        }
+        c.authorization = Some("Bearer t".into());
+        assert_eq!(c.request(&at("ws://elsewhere/"), &origin).authorization, None);
     }
 
     #[test]
@@ -340,7 +396,8 @@ mod tests {
         for secret in ["hunter2", "s3cret", "abc123", "MIIkey"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
-        assert!(shown.contains("visible") && shown.contains("user"), "{shown}");
+        assert!(!shown.contains("visible"), "every header value is hidden: {shown}");
+        assert!(shown.contains("X-Trace") && shown.contains("user"), "{shown}");
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub enum ClientError {
     /// More redirects than allowed.
     #[error("too many redirects (limit {0})")]
     TooManyRedirects(u32),
+    /// A redirect from `wss` to `ws` was refused: it would carry the connection, and the
+    /// headers sent with it, in cleartext (see `ClientConfig::allow_insecure_redirect`).
+    #[error("refusing the redirect from {from} to {to}: it leaves TLS (allow_insecure_redirect permits it)")]
+    InsecureRedirect {
+        /// Where the redirect came from (without credentials).
+        from: String,
+        /// Where it pointed (without credentials).
+        to: String,
+    },
     /// The server closed TCP during the upgrade.
     #[error("server closed the connection during the upgrade")]
     HandshakeEof,

@@ -106,7 +106,7 @@ impl Task {
                 let mut hops = Vec::new();
                 let attempt = upgrade::connect(&config, tls.as_ref(), |t| {
                     hops.push(Event::BeforeConnect {
-                        uri: format!("{}://{}{}", t.uri.scheme, t.uri.host_header(), t.uri.request_target()),
+                        uri: upgrade::shown(&t.uri),
                     })
                 });
                 let outcome = self.while_waiting(attempt).await;
@@ -260,10 +260,7 @@ impl Task {
                 ConnectionState::Open => {}
                 ConnectionState::CloseSent => self.shared.set(LinkState::Closing),
                 ConnectionState::Failed => {
-                    fail_sends(&mut sends);
-                    let (err, reason) =
-                        failure.unwrap_or((ClientError::ConnectionClosed, DisconnectReason::ConnectionLost));
-                    return End::Aborted(err, reason);
+                    return lost(&mut sends, failure, ClientError::ConnectionClosed);
                 }
                 ConnectionState::Closed => {
                     self.shared.set(LinkState::Closing);
@@ -283,10 +280,13 @@ impl Task {
             // written (and answered) in the round that queued it; a large payload comes
             // a chunk at a time.
             loop {
-                connection.transmit_into(&mut out);
+                // A full write buffer leaves frames in the connection's queue, where a
+                // ping flood's pongs collapse into one (ClientConfig::max_write_buffer).
+                if out.len() < self.config.max_write_buffer {
+                    connection.transmit_into(&mut out);
+                }
                 if let Err(e) = write_now(&mut wr, &mut out, &mut written, &mut needs_flush) {
-                    fail_sends(&mut sends);
-                    return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
+                    return lost(&mut sends, failure, ClientError::io("writing", e));
                 }
                 if !out.is_empty() || !connection.wants_transmit() {
                     break;
@@ -299,10 +299,7 @@ impl Task {
                 continue;
             }
             if eof {
-                fail_sends(&mut sends);
-                let (err, reason) =
-                    failure.unwrap_or((ClientError::ConnectionClosed, DisconnectReason::ConnectionLost));
-                return End::Aborted(err, reason);
+                return lost(&mut sends, failure, ClientError::ConnectionClosed);
             }
             let deadline = connection.poll_timeout();
             tokio::select! {
@@ -326,18 +323,12 @@ impl Task {
                         needs_flush = false;
                         complete_sends(&mut sends, written, needs_flush);
                     }
-                    Err(e) => {
-                        fail_sends(&mut sends);
-                        return End::Aborted(ClientError::io("writing", e), DisconnectReason::ConnectionLost);
-                    }
+                    Err(e) => return lost(&mut sends, failure, ClientError::io("writing", e)),
                 },
                 res = reader.read(&mut rd, &mut connection), if self.pending.is_empty() && !decodable && !eof => match res {
                     Ok(0) => eof = true,
                     Ok(_) => decodable = true,
-                    Err(e) => {
-                        fail_sends(&mut sends);
-                        return End::Aborted(ClientError::io("reading", e), DisconnectReason::ConnectionLost);
-                    }
+                    Err(e) => return lost(&mut sends, failure, ClientError::io("reading", e)),
                 },
                 cmd = self.commands.recv() => {
                     let Some(cmd) = cmd else { return End::Stopped };
@@ -591,6 +582,19 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// How a session whose transport failed or ended ended: with the protocol failure that
+/// came first, if any (a peer that broke the protocol often resets the connection right
+/// after, and the reset is not the cause), else with `transport`'s error.
+fn lost(
+    sends: &mut VecDeque<PendingSend>,
+    failure: Option<(ClientError, DisconnectReason)>,
+    transport: ClientError,
+) -> End {
+    fail_sends(sends);
+    let (err, reason) = failure.unwrap_or((transport, DisconnectReason::ConnectionLost));
+    End::Aborted(err, reason)
 }
 
 fn fail_sends(sends: &mut VecDeque<PendingSend>) {

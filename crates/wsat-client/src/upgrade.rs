@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use wsat_proto::handshake::{ClientHandshake, HandshakeResponse};
+use wsat_proto::uri::WsUri;
 use wsat_proto::{Connection, ConnectionConfig, Role};
 
 use crate::config::{ClientConfig, Delivery, Target};
@@ -53,11 +54,12 @@ pub(crate) async fn connect(
     tls: Option<&Arc<rustls::ClientConfig>>,
     mut before_hop: impl FnMut(&Target),
 ) -> Result<Upgraded, ClientError> {
-    let mut target = config.target()?;
+    let origin = config.target()?;
+    let mut target = origin.clone();
     let mut hops = 0;
     loop {
         let mut stream = transport::connect(&target, config, tls).await?;
-        let handshake = ClientHandshake::new(&config.request(&target));
+        let handshake = ClientHandshake::new(&config.request(&target, &origin));
         match exchange(&mut stream, &handshake, config).await? {
             (
                 HandshakeResponse::Accepted {
@@ -71,14 +73,8 @@ pub(crate) async fn connect(
                 let mut connection = Connection::new(connection_config(config), Instant::now());
                 let _ = buf.split_to(head_len);
                 connection.read_buf().extend_from_slice(&buf);
-                let uri = format!(
-                    "{}://{}{}",
-                    target.uri.scheme,
-                    target.uri.host_header(),
-                    target.uri.request_target()
-                );
                 let info = Connected {
-                    uri,
+                    uri: shown(&target.uri),
                     status,
                     subprotocol,
                     headers,
@@ -94,14 +90,29 @@ pub(crate) async fn connect(
                     return Err(ClientError::TooManyRedirects(config.max_redirects));
                 }
                 hops += 1;
-                let next = target.uri.resolve(&location)?;
-                next.tls()?;
-                tracing::debug!(status, %location, "following redirect");
+                let mut next = target.uri.resolve(&location)?;
+                if target.tls() && !next.tls()? && !config.allow_insecure_redirect {
+                    return Err(ClientError::InsecureRedirect {
+                        from: shown(&target.uri),
+                        to: shown(&next),
+                    });
+                }
+                if next.same_origin(&origin.uri) && next.username.is_none() {
+                    // A path-only redirect keeps the origin's URI credentials (curl does too).
+                    (next.username, next.password) = (origin.uri.username.clone(), origin.uri.password.clone());
+                }
+                tracing::debug!(status, to = %shown(&next), "following redirect");
                 target = Target { uri: next };
                 before_hop(&target);
             }
         }
     }
+}
+
+/// `uri` as events and errors show it: scheme, `Host` and request target, without
+/// credentials.
+pub(crate) fn shown(uri: &WsUri) -> String {
+    format!("{}://{}{}", uri.scheme, uri.host_header(), uri.request_target())
 }
 
 /// Sends the request and reads the response head, bounded by the network timeout.
