@@ -14,7 +14,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args.command)) {
+    let outcome = runtime.block_on(cli::run(args.command));
+    // A blocking read of stdin (`connect`, the stdio modem) cannot be cancelled; waiting
+    // for it would keep the process alive until the next line arrives.
+    runtime.shutdown_background();
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wsat: {e:#}");

@@ -10,12 +10,7 @@ use common::{accept_upgrade, scripted_peer};
 use wsat_client::{Client, ClientConfig, Event, Reconnect};
 
 fn own_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    common::rss_kib(std::process::id())
 }
 
 /// Receives events until `target` connections in all have been made.

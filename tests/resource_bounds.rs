@@ -6,22 +6,12 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{accept_upgrade, scripted_peer, until};
+use common::{accept_upgrade, rss_kib, scripted_peer, until};
 use std::io::BufRead;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsat_client::{Client, ClientConfig, ClientError, Delivery, Event, Reconnect};
-
-/// Resident set size of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 /// A server that upgrades, announces a 1 TiB binary frame and streams zeros until told to
 /// stop; returns how many payload bytes it managed to hand to TCP.

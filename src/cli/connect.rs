@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use wsat_client::{Client, ClientConfig, Delivery, Event, OpCode, Reconnect, Verification};
+use wsat_client::{Client, ClientConfig, ClientError, Delivery, Event, OpCode, Reconnect, Verification};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,9 +51,14 @@ pub struct ConnectArgs {
     /// Reconnect after losing the connection, waiting this long (milliseconds).
     #[arg(long, value_name = "MS")]
     reconnect_ms: Option<u64>,
-    /// Follow at most this many redirects.
+    /// Follow at most this many redirects. A redirect to another scheme, host or port is
+    /// sent without credentials (Authorization, Cookie, Proxy-Authorization, the URI's
+    /// user:password), as curl does.
     #[arg(long, default_value_t = 5)]
     max_redirects: u32,
+    /// Follow a redirect from wss:// to ws:// (refused by default: it leaves TLS).
+    #[arg(long)]
+    allow_insecure_redirect: bool,
     /// Largest message accepted (bytes); longer ones close the connection with 1009.
     #[arg(long, default_value_t = 64 << 20)]
     max_message: usize,
@@ -83,6 +88,7 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         .reconnect_ms
         .map_or(Reconnect::Disabled, |ms| Reconnect::Fixed(Duration::from_millis(ms)));
     c.max_redirects = args.max_redirects;
+    c.allow_insecure_redirect = args.allow_insecure_redirect;
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     c.tls.ca_pem = args.ca.as_ref().map(read).transpose()?;
     c.tls.client_cert_pem = args.cert.as_ref().map(read).transpose()?;
@@ -95,6 +101,10 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
     Ok(c)
 }
 
+/// Runs until the connection ends for good (a close, or a drop without `--reconnect-ms`),
+/// whether or not stdin is still open. Exits 0 only after a closing handshake with code
+/// 1000 or 1001 (or none); a failed connect, a drop, a protocol error or another close code
+/// exits 1. The cause is printed on stderr as the client saw it first.
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
     // ClientConfig's Debug hides the credentials (tests/log_redaction.rs).
@@ -103,11 +113,12 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut input_open = true;
     let mut connected = false;
+    let mut clean_close = false;
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                None | Some(Event::Finish) => return Ok(if connected { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+                None | Some(Event::Finish) => return Ok(if clean_close { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
                 Some(Event::Connected(info)) => {
                     connected = true;
                     match &info.subprotocol {
@@ -123,13 +134,17 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                 Some(Event::Data(d)) if args.show_ping_pong && (d.opcode == OpCode::PING || d.opcode == OpCode::PONG) => {
                     eprintln!("{} {}", d.opcode, String::from_utf8_lossy(&d.data));
                 }
+                Some(Event::Error(ClientError::Protocol(e))) => eprintln!("error: {} protocol error: {e}", e.close_code()),
                 Some(Event::Error(e)) => eprintln!("error: {e}"),
                 Some(Event::Disconnected(reason)) => {
                     eprintln!("disconnected: {reason:?}");
-                    connected = connected && args.reconnect_ms.is_some();
+                    connected = false;
+                    clean_close = false;
                 }
                 Some(Event::Closed { code, reason }) => {
                     eprintln!("closed: code {} {reason}", code.map_or("none".into(), |c| c.to_string()));
+                    connected = false;
+                    clean_close = matches!(code, None | Some(1000 | 1001));
                 }
                 Some(_) => {}
             },

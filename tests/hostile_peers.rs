@@ -1,0 +1,405 @@
+//! A hostile server against the client library and `wsat connect`: a ping flood into a
+//! client whose pongs it never reads, redirects that try to carry credentials to another
+//! origin or out of TLS, and connections that end while stdin stays open
+//! (docs/SECURITY.md lists each bound and the test that proves it).
+
+mod common;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{accept_upgrade, drain, rss_kib, scripted_peer, until, wsat, Killed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsat_client::{Client, ClientConfig, ClientError, Event, Reconnect, Verification};
+use wsat_testkit::TestPki;
+
+/// The request heads a peer received, in order.
+type Heads = Arc<Mutex<Vec<String>>>;
+
+/// Reads an HTTP request head (bounded), or `None` if the peer left first.
+async fn read_head<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<String> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+fn redirect_to(location: &str) -> String {
+    format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+}
+
+/// A WebSocket peer that records every request head it upgrades, then waits for the
+/// client to leave.
+async fn recording_peer() -> (SocketAddr, Heads) {
+    let heads = Heads::default();
+    let seen = heads.clone();
+    let (addr, _task) = scripted_peer(move |mut tcp| {
+        let seen = seen.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                if let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf) {
+                    seen.lock()
+                        .expect("heads")
+                        .push(String::from_utf8_lossy(&buf[..req.head_len]).into());
+                    let _ = tcp
+                        .write_all(&wsat_proto::handshake::accept_response(&req.key, None))
+                        .await;
+                    break;
+                }
+                match tcp.read(&mut chunk).await {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            }
+            drain(&mut tcp).await;
+        }
+    })
+    .await;
+    (addr, heads)
+}
+
+/// A peer that answers every request with a redirect to `location`, recording the heads.
+async fn redirecting_peer(location: String) -> (SocketAddr, Heads) {
+    let heads = Heads::default();
+    let seen = heads.clone();
+    let (addr, _task) = scripted_peer(move |mut tcp| {
+        let (seen, location) = (seen.clone(), location.clone());
+        async move {
+            if let Some(head) = read_head(&mut tcp).await {
+                seen.lock().expect("heads").push(head);
+                let _ = tcp.write_all(redirect_to(&location).as_bytes()).await;
+            }
+        }
+    })
+    .await;
+    (addr, heads)
+}
+
+fn has_header(head: &str, name: &str) -> bool {
+    head.lines().any(|l| {
+        l.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+    })
+}
+
+fn with_credentials(uri: String) -> ClientConfig {
+    let mut c = ClientConfig::new(uri);
+    c.authorization = Some("Bearer T0ken".into());
+    c.headers = vec![
+        ("Cookie".into(), "s=1".into()),
+        ("Proxy-Authorization".into(), "Basic cHJveHk6cA==".into()),
+        ("X-Request-Id".into(), "r1".into()),
+    ];
+    c.reconnect = Reconnect::Disabled;
+    c
+}
+
+/// The events of one connect attempt, up to `Connected` or `Finish`.
+async fn attempt(config: ClientConfig) -> Vec<Event> {
+    let (_client, mut events) = Client::start(config).expect("valid config");
+    until(&mut events, |e| matches!(e, Event::Connected(_) | Event::Finish)).await
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_port_loses_every_credential_and_one_to_the_origin_keeps_them() {
+    let (target, target_heads) = recording_peer().await;
+    let (other_origin, _) = redirecting_peer(format!("ws://{target}/landed")).await;
+    let seen = attempt(with_credentials(format!("ws://user:pw@{other_origin}/start"))).await;
+    assert!(matches!(seen.last(), Some(Event::Connected(_))), "{seen:?}");
+    let head = target_heads.lock().expect("heads")[0].clone();
+    for secret in ["Authorization", "Cookie", "Proxy-Authorization"] {
+        assert!(!has_header(&head, secret), "{secret} reached another origin:\n{head}");
+    }
+    assert!(has_header(&head, "X-Request-Id"), "other headers still go:\n{head}");
+
+    // The same origin (a path-only redirect) keeps them, the URI's password included.
+    let (same, heads) = scripted_peer_redirecting_once().await;
+    let mut config = with_credentials(format!("ws://user:pw@{same}/start"));
+    config.authorization = None;
+    let seen = attempt(config).await;
+    assert!(matches!(seen.last(), Some(Event::Connected(_))), "{seen:?}");
+    let heads = heads.lock().expect("heads").clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[1].starts_with("GET /landed "), "{heads:?}");
+    for name in ["Authorization", "Cookie", "Proxy-Authorization"] {
+        assert!(
+            has_header(&heads[1], name),
+            "{name} lost on the same origin:\n{}",
+            heads[1]
+        );
+    }
+}
+
+/// A peer that redirects `/start` to `/landed` on itself and upgrades `/landed`.
+async fn scripted_peer_redirecting_once() -> (SocketAddr, Heads) {
+    let heads = Heads::default();
+    let seen = heads.clone();
+    let (addr, _task) = scripted_peer(move |mut tcp| {
+        let seen = seen.clone();
+        async move {
+            let Some(head) = read_head(&mut tcp).await else { return };
+            seen.lock().expect("heads").push(head.clone());
+            if head.starts_with("GET /start ") {
+                let _ = tcp.write_all(redirect_to("/landed").as_bytes()).await;
+                return;
+            }
+            let Ok(Some(req)) = wsat_proto::handshake::parse_request(head.as_bytes()) else {
+                return;
+            };
+            let _ = tcp
+                .write_all(&wsat_proto::handshake::accept_response(&req.key, None))
+                .await;
+            drain(&mut tcp).await;
+        }
+    })
+    .await;
+    (addr, heads)
+}
+
+/// A wss peer (certificates from `pki`) that redirects every request to `location`.
+async fn tls_redirecting_peer(pki: &TestPki, location: String) -> SocketAddr {
+    let tls = wsat::tls_server::server_config(pki.server.cert_pem.as_bytes(), pki.server.key_pem.as_bytes(), None)
+        .expect("server TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (addr, _task) = scripted_peer(move |tcp| {
+        let (acceptor, location) = (acceptor.clone(), location.clone());
+        async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            if read_head(&mut tls).await.is_some() {
+                let _ = tls.write_all(redirect_to(&location).as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    })
+    .await;
+    addr
+}
+
+#[tokio::test]
+async fn a_redirect_from_wss_to_ws_is_refused_unless_allowed() {
+    let pki = TestPki::generate();
+    let (plain, plain_heads) = recording_peer().await;
+    let secure = tls_redirecting_peer(&pki, format!("ws://{plain}/cleartext")).await;
+    let config = || {
+        let mut c = with_credentials(format!("wss://localhost:{}/start", secure.port()));
+        c.tls.ca_pem = Some(pki.ca.cert_pem.clone().into_bytes());
+        c.tls.verification = Verification::Full;
+        c
+    };
+    let seen = attempt(config()).await;
+    let refused = seen.iter().find_map(|e| match e {
+        Event::Error(ClientError::InsecureRedirect { from, to }) => Some((from.clone(), to.clone())),
+        _ => None,
+    });
+    let (from, to) = refused.unwrap_or_else(|| panic!("no InsecureRedirect in {seen:?}"));
+    assert!(
+        from.starts_with("wss://") && to == format!("ws://{plain}/cleartext"),
+        "{from} -> {to}"
+    );
+    assert!(
+        plain_heads.lock().expect("heads").is_empty(),
+        "nothing went out in cleartext"
+    );
+
+    let mut allowed = config();
+    allowed.allow_insecure_redirect = true;
+    let seen = attempt(allowed).await;
+    assert!(matches!(seen.last(), Some(Event::Connected(_))), "{seen:?}");
+    let head = plain_heads.lock().expect("heads")[0].clone();
+    assert!(
+        !has_header(&head, "Authorization") && !has_header(&head, "Cookie"),
+        "{head}"
+    );
+}
+
+/// `wsat connect URI -H …` with stdin open, its stdout and stderr piped.
+fn connect(uri: &str, extra: &[&str]) -> Killed {
+    let child = wsat()
+        .arg("connect")
+        .args(extra)
+        .arg(uri)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wsat connect");
+    Killed(child)
+}
+
+/// Waits for the child's exit with its stdin still open; the exit code, stderr, and how
+/// long after `since` it exited.
+fn ended(child: &mut Killed, since: Instant, bound: Duration) -> (Option<i32>, String, Duration) {
+    let (code, _out, err) = common::output_within(&mut child.0, bound);
+    (code, err, since.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wsat_connect_keeps_credentials_from_other_origins_and_refuses_leaving_tls() {
+    let (target, target_heads) = recording_peer().await;
+    let (redirector, _) = redirecting_peer(format!("ws://{target}/landed")).await;
+    let mut child = connect(
+        &format!("ws://{redirector}/start"),
+        &[
+            "-H",
+            "Authorization: Bearer T",
+            "-H",
+            "Cookie: s=1",
+            "-H",
+            "X-Seen: yes",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while target_heads.lock().expect("heads").is_empty() {
+        assert!(Instant::now() < deadline, "connect never reached the redirect's target");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let head = target_heads.lock().expect("heads")[0].clone();
+    assert!(
+        !has_header(&head, "Authorization") && !has_header(&head, "Cookie"),
+        "{head}"
+    );
+    assert!(has_header(&head, "X-Seen"), "{head}");
+    drop(child.0.stdin.take());
+
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca.cert_pem).expect("write the CA");
+    let secure = tls_redirecting_peer(&pki, format!("ws://{target}/cleartext")).await;
+    let mut child = connect(
+        &format!("wss://localhost:{}/", secure.port()),
+        &["--ca", ca.to_str().expect("utf-8 path")],
+    );
+    let (code, err, _) = ended(&mut child, Instant::now(), Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("refusing the redirect"), "{err}");
+    assert_eq!(
+        target_heads.lock().expect("heads").len(),
+        1,
+        "nothing went out in cleartext"
+    );
+}
+
+/// A server that upgrades, then does `then` with the connection.
+async fn upgrading_peer<F, Fut>(then: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let then = Arc::new(then);
+    let (addr, _task) = scripted_peer(move |mut tcp| {
+        let then = then.clone();
+        async move {
+            accept_upgrade(&mut tcp).await;
+            then(tcp).await;
+        }
+    })
+    .await;
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wsat_connect_exits_when_the_server_drops_even_with_stdin_open() {
+    let dropped = Arc::new(Mutex::new(None::<Instant>));
+    let mark = dropped.clone();
+    let addr = upgrading_peer(move |tcp| {
+        let mark = mark.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(tcp);
+            *mark.lock().expect("mark") = Some(Instant::now());
+        }
+    })
+    .await;
+    let mut child = connect(&format!("ws://{addr}/"), &[]);
+    let (code, err, _) = ended(&mut child, Instant::now(), Duration::from_secs(10));
+    let since_drop = dropped.lock().expect("mark").expect("the peer dropped").elapsed();
+    assert_eq!(code, Some(1), "a drop is an abnormal end: {err}");
+    assert!(
+        since_drop < Duration::from_secs(1),
+        "exited {since_drop:?} after the drop: {err}"
+    );
+    assert!(err.contains("disconnected"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wsat_connect_reports_invalid_utf8_as_1007_not_the_reset_after_it() {
+    let addr = upgrading_peer(|mut tcp| async move {
+        let _ = tcp.write_all(&[0x81, 0x02, 0xff, 0xfe]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Unread input (the client's close frame) makes this close a reset.
+        drop(tcp);
+    })
+    .await;
+    let start = Instant::now();
+    let mut child = connect(&format!("ws://{addr}/"), &[]);
+    let (code, err, took) = ended(&mut child, start, Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("1007") && err.contains("UTF-8"), "{err}");
+    assert!(!err.contains("reset"), "the reset is not the cause: {err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}: {err}");
+}
+
+/// Pings of 125 bytes whose pongs (131 bytes each, masked) nobody reads: 500,000 of them
+/// owe 65 MB of pongs, which the client held before pongs were coalesced.
+const FLOOD_PINGS: u64 = 500_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_that_never_reads_cannot_grow_wsat_connect() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let pings_sent = Arc::new(AtomicU64::new(0));
+    let counter = pings_sent.clone();
+    let addr = upgrading_peer(move |mut tcp| {
+        let counter = counter.clone();
+        async move {
+            let mut ping = vec![0x89, 125];
+            ping.extend_from_slice(&[b'p'; 125]);
+            let burst = ping.repeat(64);
+            let until = Instant::now() + Duration::from_secs(8);
+            while Instant::now() < until && counter.load(Ordering::Relaxed) < FLOOD_PINGS {
+                match tokio::time::timeout(Duration::from_millis(100), tcp.write_all(&burst)).await {
+                    Ok(Ok(())) => counter.fetch_add(64, Ordering::Relaxed),
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                };
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    let mut child = connect(&format!("ws://{addr}/"), &[]);
+    let started = Instant::now();
+    while pings_sent.load(Ordering::Relaxed) < FLOOD_PINGS && started.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the client take in what the kernel still holds for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alive = child.0.try_wait().expect("wait").is_none();
+    let rss = rss_kib(child.0.id());
+    let pings = pings_sent.load(Ordering::Relaxed);
+    let _ = child.0.kill();
+    let mut err = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    eprintln!("{pings} pings in {:?}; wsat connect RSS {rss} KiB", started.elapsed());
+    assert!(alive, "wsat connect gave up under the flood: {err}");
+    assert!(
+        pings >= FLOOD_PINGS * 4 / 5,
+        "the flood did not get going ({pings} pings): {err}"
+    );
+    assert!(rss < 40 * 1024, "wsat connect grew to {rss} KiB under {pings} pings");
+}
