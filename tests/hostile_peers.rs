@@ -403,3 +403,53 @@ async fn a_ping_flood_that_never_reads_cannot_grow_wsat_connect() {
     );
     assert!(rss < 40 * 1024, "wsat connect grew to {rss} KiB under {pings} pings");
 }
+
+/// 64 messages of 1 MiB into an application that does not read its events: the client
+/// stops reading once 2 MiB of them wait (`max_event_bytes`), so the server cannot write
+/// 64 MiB into it; once the application reads, every message arrives intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_application_has_not_taken_are_bounded_in_bytes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const MESSAGES: u64 = 64;
+    const SIZE: usize = 1 << 20;
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let addr = upgrading_peer(move |mut tcp| {
+        let counter = counter.clone();
+        async move {
+            for i in 0..MESSAGES {
+                let mut header = vec![0x82, 127];
+                header.extend_from_slice(&(SIZE as u64).to_be_bytes());
+                let payload = vec![i as u8; SIZE];
+                if tcp.write_all(&header).await.is_err() || tcp.write_all(&payload).await.is_err() {
+                    return;
+                }
+                counter.fetch_add((header.len() + SIZE) as u64, Ordering::Relaxed);
+            }
+            drain(&mut tcp).await;
+        }
+    })
+    .await;
+    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    config.delivery = wsat_client::Delivery::Messages { max_size: 2 * SIZE };
+    config.max_event_bytes = 2 * SIZE;
+    config.reconnect = Reconnect::Disabled;
+    let (_client, mut events) = Client::start(config).expect("valid");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stalled_at = written.load(Ordering::Relaxed);
+    eprintln!("the server wrote {stalled_at} bytes into a client whose application did not read");
+    assert!(
+        stalled_at < 24 * SIZE as u64,
+        "the client took {stalled_at} bytes while its application read nothing"
+    );
+    for i in 0..MESSAGES {
+        let seen = until(&mut events, |e| matches!(e, Event::Message(_) | Event::Finish)).await;
+        match seen.last() {
+            Some(Event::Message(m)) => {
+                assert_eq!(m.payload.len(), SIZE);
+                assert!(m.payload.iter().all(|&b| b == i as u8), "message {i} intact");
+            }
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+}

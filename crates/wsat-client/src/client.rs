@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use wsat_proto::OpCode;
 
+use crate::budget::EventBudget;
 use crate::config::ClientConfig;
 use crate::event::{Event, LinkState};
 use crate::task::{Command, Shared, Task};
@@ -31,6 +32,7 @@ pub struct Client {
 pub struct Events {
     rx: mpsc::Receiver<Event>,
     demand: Option<Arc<Semaphore>>,
+    budget: Arc<EventBudget>,
 }
 
 impl Events {
@@ -41,7 +43,11 @@ impl Events {
                 demand.add_permits(1);
             }
         }
-        self.rx.recv().await
+        let event = self.rx.recv().await;
+        if let Some(ev) = &event {
+            self.budget.taken(ev.payload_len());
+        }
+        event
     }
 }
 
@@ -68,6 +74,7 @@ impl Client {
         let demand = (config.event_capacity == 0).then(|| Arc::new(Semaphore::new(0)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new());
+        let budget = Arc::new(EventBudget::new(config.max_event_bytes));
         let task = Task {
             config: Arc::new(config),
             tls,
@@ -76,6 +83,7 @@ impl Client {
             stop: stop_rx,
             events: ev_tx,
             demand: demand.clone(),
+            budget: budget.clone(),
             pending: VecDeque::new(),
         };
         let handle = tokio::spawn(task.run());
@@ -85,7 +93,14 @@ impl Client {
             shared,
             task: Arc::new(Mutex::new(Some(handle))),
         };
-        Ok((client, Events { rx: ev_rx, demand }))
+        Ok((
+            client,
+            Events {
+                rx: ev_rx,
+                demand,
+                budget,
+            },
+        ))
     }
 
     /// The firmware's link state (0..4).

@@ -171,6 +171,14 @@ pub struct ClientConfig {
     /// after an event is decoded until the next call, so replies sent while handling an
     /// event go out before, say, a protocol error in the next frame fails the connection.
     pub event_capacity: usize,
+    /// Received payload bytes delivered ahead of the application (in events it has not
+    /// taken yet) before the client stops reading from the socket; default 4 MiB. One
+    /// event always goes through, so a message up to the message limit still arrives.
+    /// With `event_capacity`, this bounds what a peer that sends faster than the
+    /// application reads can make the client hold. During a closing handshake only
+    /// `event_capacity` applies, for at most `close_timeout`: `Client::close` waits for the
+    /// handshake, and the server's close frame must not wait behind unread messages.
+    pub max_event_bytes: usize,
 }
 
 /// Shown instead of a secret in `Debug` output.
@@ -225,6 +233,7 @@ impl fmt::Debug for ClientConfig {
             .field("tls", &self.tls)
             .field("max_write_buffer", &self.max_write_buffer)
             .field("event_capacity", &self.event_capacity)
+            .field("max_event_bytes", &self.max_event_bytes)
             .finish()
     }
 }
@@ -264,6 +273,7 @@ impl ClientConfig {
             tls: TlsConfig::default(),
             max_write_buffer: 256 * 1024,
             event_capacity: 64,
+            max_event_bytes: 4 << 20,
         }
     }
 

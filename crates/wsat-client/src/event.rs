@@ -91,3 +91,14 @@ pub enum Event {
     /// The client stopped for good (stop, clean close, or no reconnect).
     Finish,
 }
+
+impl Event {
+    /// The received payload bytes this event carries (what the event budget counts).
+    pub(crate) fn payload_len(&self) -> usize {
+        match self {
+            Event::Data(chunk) => chunk.data.len(),
+            Event::Message(message) => message.payload.len(),
+            _ => 0,
+        }
+    }
+}

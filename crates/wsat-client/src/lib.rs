@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod budget;
 mod client;
 mod config;
 mod error;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use wsat_proto::{Connection, ConnectionState, Event as ProtoEvent, MessageAssembler, OpCode, ProtocolError};
 
+use crate::budget::EventBudget;
 use crate::config::{ClientConfig, Delivery};
 use crate::event::{DisconnectReason, Event, LinkState};
 use crate::transport::Stream;
@@ -87,6 +88,8 @@ pub(crate) struct Task {
     pub events: mpsc::Sender<Event>,
     /// In lockstep delivery, one permit per outstanding `Events::recv` call.
     pub demand: Option<Arc<Semaphore>>,
+    /// Payload bytes handed over and not yet taken (ClientConfig::max_event_bytes).
+    pub budget: Arc<EventBudget>,
     /// Events not yet accepted by the channel, delivered in order.
     pub pending: VecDeque<Event>,
 }
@@ -146,18 +149,18 @@ impl Task {
         }
         self.shared.set(LinkState::Stopped);
         self.pending.push_back(Event::Finish);
-        // Deliver what is left unless stopped (a stop must not wait for a slow reader).
-        if !*self.stop.borrow() {
-            while let Some(ev) = self.pending.pop_front() {
-                if self.events.send(ev).await.is_err() {
-                    break;
-                }
-            }
-        } else {
-            while let Some(ev) = self.pending.pop_front() {
-                if self.events.try_send(ev).is_err() {
-                    break;
-                }
+        // Deliver what is left, without waiting for a slow reader once stopped. The event
+        // budget no longer holds anything up: nothing is read any more.
+        let stopped = *self.stop.borrow();
+        while let Some(ev) = self.pending.pop_front() {
+            self.budget.hand_over(ev.payload_len());
+            let sent = if stopped {
+                self.events.try_send(ev).is_ok()
+            } else {
+                self.events.send(ev).await.is_ok()
+            };
+            if !sent {
+                break;
             }
         }
     }
@@ -170,12 +173,10 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = self.stop.changed() => return None,
-                permit = delivery(&self.events, self.demand.as_deref()), if !self.pending.is_empty() => {
-                    match (permit, self.pending.pop_front()) {
-                        (Some(permit), Some(ev)) => permit.send(ev),
-                        _ => self.pending.clear(),
-                    }
+                permit = delivery(&self.events, self.demand.as_deref()), if self.front_fits() => {
+                    hand_over(&mut self.pending, &self.budget, permit);
                 }
+                _ = self.budget.wait_taken(), if !self.pending.is_empty() && !self.front_fits() => {}
                 cmd = self.commands.recv() => match cmd {
                     None => return None,
                     Some(Command::Send { reply, .. }) => { let _ = reply.send(Err(ClientError::NotConnected)); }
@@ -194,6 +195,7 @@ impl Task {
             info,
         } = upgraded;
         self.shared.set(LinkState::Connected);
+        self.budget.set_closing(false);
         self.pending.push_back(Event::Connected(info));
         let (mut rd, mut wr) = tokio::io::split(stream);
         let mut assembler = match self.config.delivery {
@@ -258,7 +260,10 @@ impl Task {
             self.deliver_ready();
             match connection.state() {
                 ConnectionState::Open => {}
-                ConnectionState::CloseSent => self.shared.set(LinkState::Closing),
+                ConnectionState::CloseSent => {
+                    self.shared.set(LinkState::Closing);
+                    self.budget.set_closing(true);
+                }
                 ConnectionState::Failed => {
                     return lost(&mut sends, failure, ClientError::ConnectionClosed);
                 }
@@ -305,13 +310,10 @@ impl Task {
             tokio::select! {
                 biased;
                 _ = &mut stopped => return End::Stopped,
-                permit = delivery(&self.events, self.demand.as_deref()), if !self.pending.is_empty() => {
-                    match (permit, self.pending.pop_front()) {
-                        (Some(permit), Some(ev)) => permit.send(ev),
-                        // Nobody listens any more: events are dropped, the link keeps running.
-                        _ => self.pending.clear(),
-                    }
+                permit = delivery(&self.events, self.demand.as_deref()), if self.front_fits() => {
+                    hand_over(&mut self.pending, &self.budget, permit);
                 }
+                _ = self.budget.wait_taken(), if !self.pending.is_empty() && !self.front_fits() => {}
                 _ = wait_for_demand(self.demand.as_deref()), if decodable && self.pending.is_empty() => {}
                 res = write_step(&mut wr, &out, needs_flush), if !out.is_empty() || needs_flush => match res {
                     Ok(Some(n)) => {
@@ -348,27 +350,27 @@ impl Task {
         }
     }
 
-    /// Hands pending events over while the channel has room, without waiting: each would
-    /// otherwise take a round through the session's select loop. Not in lockstep, where
-    /// an event also needs an outstanding `recv`.
+    /// Hands pending events over while the channel has room and the event budget allows,
+    /// without waiting: each would otherwise take a round through the session's select
+    /// loop. Not in lockstep, where an event also needs an outstanding `recv`.
     fn deliver_ready(&mut self) {
         if self.demand.is_some() {
             return;
         }
-        while let Some(ev) = self.pending.pop_front() {
-            match self.events.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(ev)) => {
-                    self.pending.push_front(ev);
-                    return;
-                }
-                // Nobody listens any more: events are dropped, the link keeps running.
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.pending.clear();
-                    return;
-                }
+        while self.front_fits() {
+            match self.events.try_reserve() {
+                Ok(permit) => hand_over(&mut self.pending, &self.budget, Some(permit)),
+                Err(mpsc::error::TrySendError::Full(())) => return,
+                Err(mpsc::error::TrySendError::Closed(())) => hand_over(&mut self.pending, &self.budget, None),
             }
         }
+    }
+
+    /// Whether an event is pending and the event budget lets it go now.
+    fn front_fits(&self) -> bool {
+        self.pending
+            .front()
+            .is_some_and(|ev| self.budget.admits(ev.payload_len()))
     }
 
     /// Carries out one command during a session; `Some` ends the session.
@@ -433,6 +435,18 @@ impl Task {
         };
         let _ = tokio::time::timeout(linger, work).await;
         let _ = tokio::time::timeout(linger, wr.shutdown()).await;
+    }
+}
+
+/// Hands the first of `pending` over through `permit`, counting it into `budget`; with no
+/// permit nobody listens any more: the events are dropped, the link keeps running.
+fn hand_over(pending: &mut VecDeque<Event>, budget: &EventBudget, permit: Option<mpsc::Permit<'_, Event>>) {
+    match (permit, pending.pop_front()) {
+        (Some(permit), Some(ev)) => {
+            budget.hand_over(ev.payload_len());
+            permit.send(ev);
+        }
+        _ => pending.clear(),
     }
 }
 
