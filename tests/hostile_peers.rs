@@ -453,3 +453,59 @@ async fn events_the_application_has_not_taken_are_bounded_in_bytes() {
         }
     }
 }
+
+/// A server whose upgrade response never ends: refused at `max_response_head`.
+#[tokio::test]
+async fn an_endless_upgrade_response_is_refused_at_the_head_limit() {
+    let (addr, _task) = scripted_peer(|mut tcp| async move {
+        if read_head(&mut tcp).await.is_some() {
+            let _ = tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nX-Filler: ").await;
+            let filler = [b'x'; 4096];
+            while tcp.write_all(&filler).await.is_ok() {}
+        }
+    })
+    .await;
+    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    config.reconnect = Reconnect::Disabled;
+    config.max_response_head = 8 * 1024;
+    let seen = attempt(config).await;
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            Event::Error(ClientError::Handshake(wsat_proto::handshake::HandshakeError::TooLarge(
+                8192
+            )))
+        )),
+        "{seen:?}"
+    );
+}
+
+/// A server that drips its upgrade response a byte at a time: the upgrade gives up at the
+/// network timeout instead of waiting for ever.
+#[tokio::test]
+async fn a_dripped_upgrade_response_times_out() {
+    let (addr, _task) = scripted_peer(|mut tcp| async move {
+        if read_head(&mut tcp).await.is_some() {
+            for &b in b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                .iter()
+                .cycle()
+            {
+                if tcp.write_all(&[b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    })
+    .await;
+    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    config.reconnect = Reconnect::Disabled;
+    config.network_timeout = Duration::from_millis(800);
+    let started = Instant::now();
+    let seen = attempt(config).await;
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Error(ClientError::Timeout(_)))),
+        "{seen:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
