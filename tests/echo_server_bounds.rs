@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{wsat, Killed};
+use common::{rss_kib, wsat, Killed};
 use wsat_proto::encode::encode_frame;
 use wsat_proto::handshake::{ClientHandshake, HandshakeRequest, HandshakeResponse};
 use wsat_proto::uri::WsUri;
@@ -84,16 +84,6 @@ impl Server {
     fn stderr(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).expect("read the log")).into_owned()
     }
-}
-
-/// Resident set size of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 fn connect(port: u16) -> TcpStream {
