@@ -1,4 +1,5 @@
 //! `wsat`: the ESP-AT WebSocket modem on a host, and WebSocket tools around it.
+#![forbid(unsafe_code)]
 
 mod cli;
 

@@ -1,6 +1,5 @@
 //! Command-line parsing and dispatch (the fixed contract of DESIGN.md).
 
-mod bench;
 mod connect;
 mod demo;
 mod echo;
@@ -33,9 +32,6 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Show wsat at work with nothing else needed: in-process servers, scripted sessions.
     Demo,
-    /// Measure: the same echo workloads through wsat, tokio-tungstenite, fastwebsockets and
-    /// raw TCP against one pinned echo server; a table, CSV and a chart (BENCHMARKS.md).
-    Bench(bench::BenchArgs),
 }
 
 /// Logs go to stderr, never to stdout (which `connect` and the modem's stdio port use).
@@ -59,7 +55,7 @@ pub fn init_logging(verbose: u8) {
 /// links then hand work to each other without waking a second thread, which cut the
 /// AT+WSSEND → `+WS_DATA` round trip from ≈ 290 to ≈ 175 µs (p50) on a 2-core machine
 /// (BENCHMARKS.md, "Modem"). The others
-/// use every core (the load clients of `bench`, the echo server's connections).
+/// use every core (the echo server's connections, the demo's servers).
 pub fn runtime_for(command: &Command) -> tokio::runtime::Builder {
     match command {
         Command::Modem(_) => tokio::runtime::Builder::new_current_thread(),
@@ -74,6 +70,5 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::EchoServer(args) => echo::run(args).await,
         Command::Connect(args) => connect::run(args).await,
         Command::Demo => demo::run().await,
-        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -30,6 +30,7 @@
 //! client.close(Some(1000), "bye", Duration::from_secs(5)).await
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 
 mod budget;
 mod client;

@@ -15,6 +15,7 @@
 //! - [`Connection`]: the connection state machine (fragmentation and UTF-8 checks,
 //!   automatic pong, ping interval and pong timeout, the closing handshake).
 //! - [`MessageAssembler`]: whole-message delivery on top of the chunk stream.
+#![forbid(unsafe_code)]
 
 pub mod close;
 mod connection;

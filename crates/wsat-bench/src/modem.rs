@@ -1,9 +1,10 @@
-//! `wsat bench --modem`: the modem's figures through its real AT ports.
+//! `wsat-bench --modem`: the modem's figures through its real AT ports.
 //!
-//! A real `wsat modem` child process (this executable) is driven over its TCP AT port and
-//! over a pseudo-terminal, with links to the bench's echo server. The AT driver is the bench
-//! process itself, speaking the firmware's protocol byte for byte: AT+WSCFG / AT+WSOPEN,
-//! then AT+WSSEND, `>`, the payload, `SEND OK` and the echoed `+WS_DATA`.
+//! A real `wsat modem` child process (the `wsat` binary, see [`crate::locate_wsat`]) is
+//! driven over its TCP AT port and over a pseudo-terminal, with links to the bench's echo
+//! server. The AT driver is the bench process itself, speaking the firmware's protocol byte
+//! for byte: AT+WSCFG / AT+WSOPEN, then AT+WSSEND, `>`, the payload, `SEND OK` and the
+//! echoed `+WS_DATA`.
 //!
 //! * Round trips: one link, one message at a time, timed from the first byte of the
 //!   AT+WSSEND command to the last byte of the echo's `+WS_DATA` URC(s).
@@ -22,13 +23,17 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use super::at_host::{payload, AtEvent, AtStream, EchoCheck};
 use super::orchestrate::{command as pinned_command, Pinning, ServerProcess};
@@ -74,7 +79,7 @@ impl Transport {
     }
 }
 
-/// What `wsat bench --modem` runs.
+/// What `wsat-bench --modem` runs.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Rounds; each figure is the median over them. Every round starts fresh modems.
@@ -98,10 +103,10 @@ pub struct ModemProcess {
 }
 
 impl ModemProcess {
-    /// Starts `wsat modem` on `transport`, pinned to the client core, and waits (bounded)
-    /// until it announces its AT port.
-    pub fn start(exe: &Path, pinning: &Pinning, transport: Transport) -> anyhow::Result<ModemProcess> {
-        let mut cmd = pinned_command(&pinning.client, exe);
+    /// Starts `wsat modem` (`wsat`: the `wsat` binary) on `transport`, pinned to the client
+    /// core, and waits (bounded) until it announces its AT port.
+    pub fn start(wsat: &Path, pinning: &Pinning, transport: Transport) -> anyhow::Result<ModemProcess> {
+        let mut cmd = pinned_command(&pinning.client, wsat);
         cmd.arg("modem");
         let link = match transport {
             Transport::Tcp => {
@@ -139,7 +144,7 @@ impl ModemProcess {
                     t.push_back(line.clone());
                 }
                 if let Err(mpsc::SendError(line)) = lines_tx.send(line) {
-                    eprintln!("wsat bench: modem: {line}");
+                    eprintln!("wsat-bench: modem: {line}");
                 }
             }
         });
@@ -227,10 +232,10 @@ impl ModemProcess {
 
 impl Drop for ModemProcess {
     fn drop(&mut self) {
-        // SIGTERM first: the modem then removes its --link symlink itself.
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        // SIGTERM first: the modem then removes its --link symlink itself. The child has
+        // not been reaped yet, so its pid cannot name another process.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
@@ -259,12 +264,13 @@ fn unique_link_path() -> PathBuf {
 /// terminal, raw mode (binary payloads, no echo, no CR/LF mapping), blocking reads that
 /// [`AtPort`] bounds with poll(2).
 fn open_pty(path: &Path) -> anyhow::Result<File> {
+    use nix::fcntl::OFlag;
     use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, SpecialCharacterIndices};
     use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_NOCTTY)
+        .custom_flags(OFlag::O_NOCTTY.bits())
         .open(path)
         .with_context(|| format!("opening the modem's pty {}", path.display()))?;
     let mut attrs = tcgetattr(&file).context("tcgetattr on the pty")?;
@@ -276,8 +282,8 @@ fn open_pty(path: &Path) -> anyhow::Result<File> {
 }
 
 /// A byte stream with a file descriptor to poll: the TCP socket or the pty.
-trait PortIo: Read + Write + AsRawFd + Send {}
-impl<T: Read + Write + AsRawFd + Send> PortIo for T {}
+trait PortIo: Read + Write + AsFd + Send {}
+impl<T: Read + Write + AsFd + Send> PortIo for T {}
 
 /// The host end of an AT port: writes commands and payloads, reads the modem's output
 /// into [`AtEvent`]s, every wait bounded by a deadline.
@@ -328,23 +334,12 @@ impl AtPort {
 
     /// Waits up to `wait` for bytes and takes what is there.
     fn fill(&mut self, wait: Duration) -> anyhow::Result<()> {
-        let mut pfd = libc::pollfd {
-            fd: self.io.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(e).context("poll on the AT port");
-        }
-        if rc == 0 {
-            return Ok(());
+        let timeout = PollTimeout::try_from(wait.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.io.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Err(Errno::EINTR) | Ok(0) => return Ok(()),
+            Err(e) => return Err(io::Error::from(e)).context("poll on the AT port"),
+            Ok(_) => {}
         }
         match self.io.read(&mut self.buf) {
             Ok(0) => bail!("the AT port was closed by the modem"),
@@ -591,13 +586,13 @@ type Sample = (ModemMeasure, Figures, f64);
 /// One round on one transport, in a fresh modem: link 0 for the round trips of every size,
 /// then links 1 and 2 too for the throughput and the memory figures.
 fn transport_round(
-    exe: &Path,
+    wsat: &Path,
     pinning: &Pinning,
     server: &ServerProcess,
     transport: Transport,
     opts: &Options,
 ) -> anyhow::Result<Vec<Sample>> {
-    let mut modem = ModemProcess::start(exe, pinning, transport)?;
+    let mut modem = ModemProcess::start(wsat, pinning, transport)?;
     let run = |modem: &ModemProcess| -> anyhow::Result<Vec<Sample>> {
         let mut port = modem.connect()?;
         port.command("ATE0", STEP).context("the AT port does not answer")?;
@@ -634,14 +629,14 @@ fn transport_round(
 
 /// Runs every round (transport order alternating per round) and returns the medians, one
 /// row per (transport, measurement). Progress goes to stderr; any failure is an error.
-pub fn run(exe: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Options) -> anyhow::Result<Vec<ModemRow>> {
+pub fn run(wsat: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Options) -> anyhow::Result<Vec<ModemRow>> {
     let rounds = opts.rounds.max(1);
     let mut samples: Vec<(Transport, Vec<Sample>)> = Transport::ALL.iter().map(|t| (*t, Vec::new())).collect();
     for round in 0..rounds {
         for k in 0..samples.len() {
             let i = (k + round) % samples.len();
             let transport = samples[i].0;
-            let got = transport_round(exe, pinning, server, transport, opts)
+            let got = transport_round(wsat, pinning, server, transport, opts)
                 .with_context(|| format!("round {} over {}", round + 1, transport.name()))?;
             for (measure, f, rss) in &got {
                 let what = match measure {

@@ -1,4 +1,4 @@
-//! The host side of an AT port, as `wsat bench --modem` drives it: the modem's output cut
+//! The host side of an AT port, as `wsat-bench --modem` drives it: the modem's output cut
 //! into events, and the check that every echoed byte is the byte that was sent.
 //!
 //! Pure (no I/O, no clock) so that the driver's parsing is tested on its own; the driver

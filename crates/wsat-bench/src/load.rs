@@ -1,4 +1,4 @@
-//! The load client of `wsat bench`: one workload through one implementation, in a process
+//! The load client of `wsat-bench`: one workload through one implementation, in a process
 //! of its own, on a single-threaded runtime (the client has one core).
 //!
 //! Every connection keeps `window` messages in flight: a sender puts a message out whenever

@@ -1,4 +1,4 @@
-//! The results table of `wsat bench`: text for the terminal, CSV for files.
+//! The results table of `wsat-bench`: text for the terminal, CSV for files.
 
 use std::fmt::Write as _;
 
@@ -96,7 +96,7 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// What a row of `wsat bench --modem` measured.
+/// What a row of `wsat-bench --modem` measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModemMeasure {
     /// One link, one AT+WSSEND of `payload` bytes at a time, each waited for until its
@@ -115,7 +115,7 @@ pub enum ModemMeasure {
     },
 }
 
-/// One row of `wsat bench --modem` (medians over the rounds).
+/// One row of `wsat-bench --modem` (medians over the rounds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModemRow {
     /// The AT port: `tcp` or `pty`.
@@ -131,7 +131,7 @@ pub struct ModemRow {
     pub rounds: usize,
 }
 
-/// The CSV header of `wsat bench --modem --csv` (a file of its own: other columns than
+/// The CSV header of `wsat-bench --modem --csv` (a file of its own: other columns than
 /// [`CSV_HEADER`]).
 pub const MODEM_CSV_HEADER: &str =
     "transport,measure,links,payload,msgs_per_s,mb_per_s,p50_us,p99_us,modem_cpu_us_per_msg,modem_rss_kib,modem_peak_rss_kib";
@@ -162,7 +162,7 @@ pub fn modem_csv(rows: &[ModemRow]) -> String {
     out
 }
 
-/// The tables of `wsat bench --modem` (GitHub markdown): round trips first, then the
+/// The tables of `wsat-bench --modem` (GitHub markdown): round trips first, then the
 /// sustained throughput with the modem's memory.
 pub fn modem_table(rows: &[ModemRow]) -> String {
     let mut out = String::new();

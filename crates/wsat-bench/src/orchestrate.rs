@@ -35,7 +35,7 @@ impl Pinning {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if cores < 2 || server_core.max(client_core) >= cores || server_core == client_core {
             eprintln!(
-                "wsat bench: warning: {cores} core(s) available; cannot pin server to {server_core} and clients to {client_core}: running unpinned"
+                "wsat-bench: warning: {cores} core(s) available; cannot pin server to {server_core} and clients to {client_core}: running unpinned"
             );
             return none;
         }
@@ -47,7 +47,7 @@ impl Pinning {
             .is_ok_and(|s| s.success());
         if !works {
             eprintln!(
-                "wsat bench: warning: `taskset` (util-linux) is missing or refused: running unpinned (apt-get install util-linux)"
+                "wsat-bench: warning: `taskset` (util-linux) is missing or refused: running unpinned (apt-get install util-linux)"
             );
             return none;
         }
@@ -64,7 +64,7 @@ impl Pinning {
 }
 
 /// `exe` as a command, prefixed with `taskset -c CORE` when `core` is set: how the server,
-/// the client processes and the modem of `wsat bench --modem` are started.
+/// the client processes and the modem of `wsat-bench --modem` are started.
 pub(super) fn command(core: &Option<String>, exe: &Path) -> Command {
     match core {
         Some(c) => {
@@ -86,10 +86,10 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `wsat bench --serve` (pinned) and waits for its addresses.
+    /// Starts `wsat-bench --serve` (pinned) and waits for its addresses.
     pub fn start(exe: &Path, pinning: &Pinning) -> anyhow::Result<ServerProcess> {
         let mut child = command(&pinning.server, exe)
-            .args(["bench", "--serve"])
+            .arg("--serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -144,7 +144,7 @@ pub fn measure(
     seconds: Duration,
 ) -> anyhow::Result<Figures> {
     let mut child = command(&pinning.client, exe)
-        .args(["bench", "--client", implementation])
+        .args(["--client", implementation])
         .args(["--ws-addr", &server.ws_addr, "--tcp-addr", &server.tcp_addr])
         .args(["--workloads", &workload.to_string()])
         .args(["--warmup-ms", &warmup.as_millis().to_string()])
@@ -213,7 +213,7 @@ pub fn compare(exe: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Opt
                 let f = match measure(exe, pinning, server, name, *w, opts.warmup, opts.measure) {
                     Ok(f) => f,
                     Err(e) => {
-                        eprintln!("wsat bench: warning: round {} {w} {name}: {e:#}", round + 1);
+                        eprintln!("wsat-bench: warning: round {} {w} {name}: {e:#}", round + 1);
                         continue;
                     }
                 };

@@ -1,11 +1,23 @@
-//! `wsat bench`: the load tool (see src/bench and BENCHMARKS.md).
+//! `wsat-bench`: the load tool (see the library's modules and BENCHMARKS.md). Run it with
+//! `cargo run --release -p wsat-bench -- …`; `--modem` also needs the `wsat` binary (built
+//! by `cargo build --release -p wsat`, found next to this one, or named with --wsat-bin).
+
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Options of `wsat bench`.
-#[derive(Debug, clap::Args)]
+use clap::Parser;
+
+/// Measure: the same echo workloads through wsat, tokio-tungstenite, fastwebsockets and raw
+/// TCP against one pinned echo server; a table, CSV and a chart (BENCHMARKS.md). With
+/// --modem, the figures of `wsat modem` through its TCP and pty AT ports instead.
+#[derive(Debug, Parser)]
+#[command(name = "wsat-bench", version, long_about = None)]
 pub struct BenchArgs {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Every workload briefly: 3 rounds of 0.2 s warm-up + 0.6 s measured (under 3 minutes).
     #[arg(long)]
     quick: bool,
@@ -19,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Workloads as CONNSxSIZExWINDOW, comma-separated.
-    #[arg(long, default_value = wsat::bench::workload::DEFAULT_WORKLOADS)]
+    #[arg(long, default_value = wsat_bench::workload::DEFAULT_WORKLOADS)]
     workloads: String,
     /// Implementations, comma-separated, among wsat, tokio-tungstenite, fastwebsockets, raw-tcp
     /// (one write and one exact read per message) and raw-tcp-batched (a window per write,
@@ -40,6 +52,10 @@ pub struct BenchArgs {
     /// modem's own columns; --workloads, --impls and --svg do not apply.
     #[arg(long, conflicts_with = "svg")]
     modem: bool,
+    /// The `wsat` binary that --modem starts as `wsat modem` (default: `wsat` in the
+    /// directory of this executable, where cargo puts it: `cargo build --release -p wsat`).
+    #[arg(long, value_name = "PATH", env = wsat_bench::WSAT_BIN_ENV)]
+    wsat_bin: Option<PathBuf>,
     /// Do not pin the server and the clients (or the modem) to cores.
     #[arg(long)]
     no_pin: bool,
@@ -63,29 +79,45 @@ pub struct BenchArgs {
     tcp_addr: Option<String>,
 }
 
-#[cfg(not(feature = "bench"))]
-pub async fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this wsat was built without the `bench` feature (cargo build --release --features bench)")
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    init_logging(args.verbose);
+    // The measurements run on runtimes and processes of their own.
+    match imp::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsat-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-#[cfg(feature = "bench")]
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    // The measurements run on runtimes and processes of their own, off this runtime.
-    std::thread::spawn(move || imp::run(args))
-        .join()
-        .map_err(|_| anyhow::anyhow!("the bench thread panicked"))?
+/// Logs go to stderr, never to stdout (where the results and the server's address go).
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
-#[cfg(feature = "bench")]
 mod imp {
     use std::process::ExitCode;
     use std::time::Duration;
 
     use anyhow::{bail, Context};
-    use wsat::bench::orchestrate::{compare, Options, Pinning, ServerProcess};
-    use wsat::bench::report::{self, IMPLEMENTATIONS};
-    use wsat::bench::workload::Workload;
-    use wsat::bench::{chart, load, modem, server};
+    use wsat_bench::orchestrate::{compare, Options, Pinning, ServerProcess};
+    use wsat_bench::report::{self, IMPLEMENTATIONS};
+    use wsat_bench::workload::Workload;
+    use wsat_bench::{chart, load, locate_wsat, modem, server};
 
     use super::BenchArgs;
 
@@ -122,7 +154,13 @@ mod imp {
         if let Some(bad) = implementations.iter().find(|i| !IMPLEMENTATIONS.contains(&i.as_str())) {
             bail!("unknown implementation {bad:?} (known: {})", IMPLEMENTATIONS.join(", "));
         }
-        let exe = std::env::current_exe().context("locating the wsat binary")?;
+        let exe = std::env::current_exe().context("locating the wsat-bench executable")?;
+        // Checked before anything starts: without it, --modem cannot run at all.
+        let wsat = if args.modem {
+            Some(locate_wsat(args.wsat_bin.as_deref(), &exe)?)
+        } else {
+            None
+        };
         let pinning = Pinning::detect(args.server_core, args.client_core, !args.no_pin);
         let server = ServerProcess::start(&exe, &pinning)?;
         let pin_note = if pinning.pinned() && args.modem {
@@ -139,7 +177,7 @@ mod imp {
             "unpinned".to_owned()
         };
         eprintln!(
-            "wsat bench: echo server pid {} (ws {}, tcp {}), {pin_note}; {} round(s) of {} ms warm-up + {} ms",
+            "wsat-bench: echo server pid {} (ws {}, tcp {}), {pin_note}; {} round(s) of {} ms warm-up + {} ms",
             server.pid(),
             server.ws_addr,
             server.tcp_addr,
@@ -147,18 +185,18 @@ mod imp {
             warmup.as_millis(),
             measure.as_millis()
         );
-        if args.modem {
+        if let Some(wsat) = wsat {
             let opts = modem::Options {
                 rounds: args.rounds.max(1),
                 warmup,
                 measure,
             };
-            let rows = modem::run(&exe, &pinning, &server, &opts)?;
+            let rows = modem::run(&wsat, &pinning, &server, &opts)?;
             println!("{}", report::modem_table(&rows));
             if let Some(path) = &args.csv {
                 std::fs::write(path, report::modem_csv(&rows))
                     .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("wsat bench: wrote {}", path.display());
+                eprintln!("wsat-bench: wrote {}", path.display());
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -174,15 +212,15 @@ mod imp {
             println!("{}", report::table(&rows));
             if let Some(path) = &args.csv {
                 std::fs::write(path, report::csv(&rows)).with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("wsat bench: wrote {}", path.display());
+                eprintln!("wsat-bench: wrote {}", path.display());
             }
             if let Some(path) = &args.svg {
                 let title = format!(
-                    "wsat bench: messages/s ÷ raw TCP, median of {} rounds ({pin_note})",
+                    "wsat-bench: messages/s ÷ raw TCP, median of {} rounds ({pin_note})",
                     opts.rounds
                 );
                 chart::write_svg(&rows, &implementations, &title, path)?;
-                eprintln!("wsat bench: wrote {}", path.display());
+                eprintln!("wsat-bench: wrote {}", path.display());
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -1,8 +1,10 @@
-//! `wsat bench --modem` end to end: a tiny run (one round, 20 ms + 100 ms per measurement)
+//! `wsat-bench --modem` end to end: a tiny run (one round, 20 ms + 100 ms per measurement)
 //! through a real echo server and real `wsat modem` processes on both AT ports, checked for
 //! its tables and non-zero figures. Speed is never asserted: only that figures exist.
-
-#![cfg(feature = "bench")]
+//!
+//! The modem is the `wsat` binary of the same build, which wsat-bench finds next to its own
+//! executable (`target/<profile>/`): `cargo test --workspace` builds it; with
+//! `cargo test -p wsat-bench` alone, `cargo build -p wsat` first.
 
 mod common;
 
@@ -30,22 +32,17 @@ fn positive(cell: &str, line: &[&str]) {
 
 #[test]
 fn a_tiny_modem_bench_prints_both_tables_with_figures() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsat"))
-        .args([
-            "bench",
-            "--modem",
-            "--rounds",
-            "1",
-            "--warmup-ms",
-            "20",
-            "--measure-ms",
-            "100",
-        ])
+    // Fails with a clear message if the `wsat` binary has not been built.
+    common::wsat_binary();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsat-bench"))
+        // The default: `wsat` next to wsat-bench, the same build.
+        .env_remove("WSAT_BIN")
+        .args(["--modem", "--rounds", "1", "--warmup-ms", "20", "--measure-ms", "100"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run wsat bench");
+        .expect("run wsat-bench");
     let (code, out, err) = common::output_within(&mut child, Duration::from_secs(60));
     assert_eq!(code, Some(0), "--- stdout ---\n{out}\n--- stderr ---\n{err}");
     assert!(
@@ -80,11 +77,40 @@ fn a_tiny_modem_bench_prints_both_tables_with_figures() {
 
 #[test]
 fn modem_and_svg_do_not_go_together() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wsat"))
-        .args(["bench", "--modem", "--svg", "x.svg"])
+    let out = Command::new(env!("CARGO_BIN_EXE_wsat-bench"))
+        .args(["--modem", "--svg", "x.svg"])
         .output()
-        .expect("run wsat bench");
+        .expect("run wsat-bench");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--svg"), "{err}");
+}
+
+#[test]
+fn a_missing_wsat_binary_is_a_clear_error_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-wsat-here");
+    for how in ["flag", "env"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsat-bench"));
+        cmd.args(["--modem", "--rounds", "1", "--no-pin"])
+            .env_remove("WSAT_BIN");
+        if how == "flag" {
+            cmd.arg("--wsat-bin").arg(&missing);
+        } else {
+            cmd.env("WSAT_BIN", &missing);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wsat-bench");
+        let (code, out, err) = common::output_within(&mut child, Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{how}: --- stdout ---\n{out}\n--- stderr ---\n{err}");
+        assert!(err.contains("--modem needs the `wsat` binary"), "{how}: {err}");
+        assert!(err.contains(&missing.display().to_string()), "{how}: {err}");
+        assert!(err.contains("cargo build --release -p wsat"), "{how}: {err}");
+        // Refused before the echo server was started.
+        assert!(!err.contains("echo server pid"), "{how}: {err}");
+    }
 }

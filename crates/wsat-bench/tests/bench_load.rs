@@ -1,9 +1,7 @@
-//! `wsat bench` end to end: a tiny run (one round, 30 ms + 200 ms per measurement) of two
+//! `wsat-bench` end to end: a tiny run (one round, 30 ms + 200 ms per measurement) of two
 //! workloads through every implementation against the real echo server, checked for its
 //! CSV, its table and its chart. Speed is never asserted: only that figures exist and that
 //! every implementation's echoes were counted.
-
-#![cfg(feature = "bench")]
 
 mod common;
 
@@ -25,8 +23,8 @@ fn a_tiny_bench_writes_csv_table_and_chart_for_every_implementation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("bench.csv");
     let svg = dir.path().join("bench.svg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsat"))
-        .args(["bench", "--rounds", "1", "--warmup-ms", "30", "--measure-ms", "200"])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsat-bench"))
+        .args(["--rounds", "1", "--warmup-ms", "30", "--measure-ms", "200"])
         .args(["--workloads", &WORKLOADS.join(",")])
         .arg("--csv")
         .arg(&csv)
@@ -36,7 +34,7 @@ fn a_tiny_bench_writes_csv_table_and_chart_for_every_implementation() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run wsat bench");
+        .expect("run wsat-bench");
     let code = common::exit_within(&mut child, Duration::from_secs(120));
     let mut out = String::new();
     let mut err = String::new();

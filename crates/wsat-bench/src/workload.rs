@@ -1,4 +1,4 @@
-//! Workloads of `wsat bench`: connections × payload × pipelining window.
+//! Workloads of `wsat-bench`: connections × payload × pipelining window.
 
 use std::fmt;
 use std::str::FromStr;
