@@ -124,6 +124,17 @@ fn line_limit_is_256_bytes_including_crlf() {
 }
 
 #[test]
+fn a_128_kib_line_is_refused_and_not_kept() {
+    let mut t = T::new();
+    let mut line = b"AT+GMR,".to_vec();
+    line.resize(128 * 1024, b'y');
+    line.extend_from_slice(b"\r\n");
+    assert_eq!(t.io(&line), esc(&[line.as_slice(), b"\r\nERROR\r\n"].concat()));
+    assert_eq!(t.e.port_state(), PortState::Idle { buffered: 0 });
+    assert_eq!(t.io(b"AT\r\n"), esc(b"AT\r\n\r\nOK\r\n"));
+}
+
+#[test]
 fn lowercase_prefix_and_names() {
     let mut t = T::new();
     assert_eq!(t.io(b"at\r\n"), esc(b"at\r\n\r\nOK\r\n"));

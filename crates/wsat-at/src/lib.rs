@@ -48,6 +48,7 @@ mod uri;
 mod testutil;
 
 pub use commands::system::BUILD_STAMP;
+pub use commands::ws::MAX_HEADER_BYTES;
 pub use engine::Engine;
 pub use types::{
     Action, Completion, EngineConfig, Firmware, LinkConfig, LinkEvent, LinkHandle, OpenRequest, Pki, PortState,

@@ -1,13 +1,25 @@
 //! IDLE-state line assembly (spec §1.3): CR LF terminator, echo extent, NUL dropping and the
 //! 255-byte discard; plus the busy-chunk test for the `AT+RST\r\n` override (§1.6).
 
+use crate::parser::MAX_LINE;
+
 /// Bytes without a terminator beyond which the buffer is silently discarded.
 pub(crate) const MAX_UNTERMINATED: usize = 255;
+
+/// Bytes of a line kept: one more than the parser accepts, so a longer line still fails on its
+/// length alone (`0x01030000`, spec §1.3). The rest of an over-long line is counted, not stored,
+/// so one huge arrival cannot grow the buffer (the chip's line buffer is fixed-size too).
+const KEPT: usize = MAX_LINE + 1;
 
 /// The receive task's line buffer while the port is IDLE.
 #[derive(Debug, Default)]
 pub(crate) struct LineAssembler {
+    /// The first [`KEPT`] bytes of the line so far.
     buf: Vec<u8>,
+    /// Length of the line so far (may exceed `buf` within one arrival).
+    len: usize,
+    /// Its last byte, if any: a CR there and an LF next end the line.
+    last: Option<u8>,
 }
 
 /// What one IDLE arrival produced.
@@ -15,7 +27,8 @@ pub(crate) struct LineAssembler {
 pub(crate) struct Scan<'a> {
     /// Bytes to echo (ATE1): the chunk up to and including the terminator, or all of it.
     pub echo: &'a [u8],
-    /// A complete line including its CR LF, if a terminator was found.
+    /// A complete line including its CR LF, if a terminator was found. A line longer than
+    /// [`MAX_LINE`] comes back cut to `MAX_LINE + 1` bytes: the parser refuses it by length.
     pub line: Option<Vec<u8>>,
     /// Chunk bytes after the terminator, to be processed in the port's next state.
     pub rest: &'a [u8],
@@ -24,12 +37,14 @@ pub(crate) struct Scan<'a> {
 impl LineAssembler {
     /// Number of bytes of an unterminated line held.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.len
     }
 
     /// Forgets the partial line (command finished, or reset).
     pub fn clear(&mut self) {
         self.buf.clear();
+        self.len = 0;
+        self.last = None;
     }
 
     /// Adds one arrival. A NUL drops everything up to and including it; the first CR LF ends a
@@ -38,12 +53,14 @@ impl LineAssembler {
     pub fn push<'a>(&mut self, chunk: &'a [u8]) -> Scan<'a> {
         for (idx, &byte) in chunk.iter().enumerate() {
             if byte == 0 {
-                self.buf.clear();
+                self.clear();
                 continue;
             }
-            self.buf.push(byte);
-            if byte == b'\n' && self.buf.len() >= 2 && self.buf[self.buf.len() - 2] == b'\r' {
+            let ends_line = byte == b'\n' && self.last == Some(b'\r');
+            self.append(byte);
+            if ends_line {
                 let line = std::mem::take(&mut self.buf);
+                self.clear();
                 return Scan {
                     echo: &chunk[..=idx],
                     line: Some(line),
@@ -51,11 +68,11 @@ impl LineAssembler {
                 };
             }
         }
-        if self.buf.len() > MAX_UNTERMINATED {
-            let keep_cr = self.buf.last() == Some(&b'\r');
-            self.buf.clear();
+        if self.len > MAX_UNTERMINATED {
+            let keep_cr = self.last == Some(b'\r');
+            self.clear();
             if keep_cr {
-                self.buf.push(b'\r');
+                self.append(b'\r');
             }
         }
         Scan {
@@ -63,6 +80,15 @@ impl LineAssembler {
             line: None,
             rest: &[],
         }
+    }
+
+    /// One byte of the line: stored while the line is short enough to matter, always counted.
+    fn append(&mut self, byte: u8) {
+        if self.buf.len() < KEPT {
+            self.buf.push(byte);
+        }
+        self.len += 1;
+        self.last = Some(byte);
     }
 }
 
@@ -136,6 +162,23 @@ mod tests {
         assert_eq!(la.buffered(), 1);
         let s = la.push(b"\n");
         assert_eq!(s.line.as_deref(), Some(&b"\r\n"[..]));
+    }
+
+    #[test]
+    fn an_over_long_line_in_one_arrival_keeps_only_what_the_parser_needs() {
+        let mut la = LineAssembler::default();
+        let mut data = vec![b'a'; 128 * 1024];
+        data.extend_from_slice(b"\r\nAT");
+        let s = la.push(&data);
+        assert_eq!(s.echo.len(), 128 * 1024 + 2);
+        assert_eq!(s.line.as_ref().map(Vec::len), Some(MAX_LINE + 1));
+        assert_eq!(s.rest, b"AT");
+        assert!(la.buf.capacity() <= 2 * KEPT, "{}", la.buf.capacity());
+        // Without a terminator the same arrival is counted, then discarded whole.
+        let s = la.push(&data[..128 * 1024]);
+        assert!(s.line.is_none());
+        assert_eq!(la.buffered(), 0);
+        assert!(la.buf.capacity() <= 2 * KEPT, "{}", la.buf.capacity());
     }
 
     #[test]

@@ -12,6 +12,16 @@ use crate::uri::{self, UriCheck};
 /// Largest AT+WSHEAD length accepted; stands in for the firmware's heap allocation failure.
 pub(crate) const MAX_HEADER_ALLOC: usize = 128 * 1024;
 
+/// Most bytes AT+WSHEAD keeps in total: the sum of the `<req_header_len>` of the stored
+/// headers (each `key:value` as given). A header that would go beyond is read after its
+/// prompt and then refused with `ERROR`, nothing stored, as on the chip when its heap runs
+/// out (spec §5.1: "no upper bound except memory"). Headers are global, shared by all links.
+///
+/// Why 4 KiB: the chip sends every stored header in each upgrade request, and that request
+/// must fit in 1024 bytes (spec §11.2), so more than ~900 bytes of headers can never reach a
+/// server; 4 KiB leaves a host room to spare while bounding memory and the AT+WSHEAD? answer.
+pub const MAX_HEADER_BYTES: usize = 4096;
+
 /// WS commands in registration order (WSDATAFMT only in master, before WSCLOSE).
 pub(crate) fn commands(firmware: Firmware) -> Vec<Command> {
     let set_only = |name, set: Handler| Command {
@@ -163,8 +173,8 @@ fn set_wshead(st: &mut State, p: &Params) -> Outcome {
     }
 }
 
-/// AT+WSHEAD payload: no NUL, no trailing CR LF, a `:` required; split at the first `:`,
-/// newest first.
+/// AT+WSHEAD payload: no NUL, no trailing CR LF, a `:` required, room within
+/// [`MAX_HEADER_BYTES`]; split at the first `:`, newest first.
 pub(crate) fn finish_header(st: &mut State, data: Vec<u8>) -> Outcome {
     if data.contains(&0) || data.ends_with(b"\r\n") {
         return error();
@@ -172,10 +182,18 @@ pub(crate) fn finish_header(st: &mut State, data: Vec<u8>) -> Outcome {
     let Some(colon) = data.iter().position(|&b| b == b':') else {
         return error();
     };
+    if header_bytes(st) + data.len() > MAX_HEADER_BYTES {
+        return error();
+    }
     let key = data[..colon].to_vec();
     let value = data[colon + 1..].to_vec();
     st.headers.insert(0, (key, value));
     ok()
+}
+
+/// Bytes the stored headers count against [`MAX_HEADER_BYTES`]: `key:value` each.
+fn header_bytes(st: &State) -> usize {
+    st.headers.iter().map(|(k, v)| k.len() + 1 + v.len()).sum()
 }
 
 /// `+WSHEAD:<i>,"<key>:<value>"` per header, newest = 0.

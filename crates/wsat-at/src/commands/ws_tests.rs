@@ -234,6 +234,48 @@ fn wshead_duplicates_kept_and_surplus_busy() {
     );
 }
 
+/// `AT+WSHEAD=<len>`, its prompt and `header`; returns the result.
+fn store_header(t: &mut T, header: &[u8]) -> String {
+    assert_eq!(run(t, &format!("AT+WSHEAD={}", header.len())), PROMPT);
+    t.io(header)
+}
+
+#[test]
+fn wshead_keeps_at_most_max_header_bytes_in_total() {
+    use crate::MAX_HEADER_BYTES;
+    let mut t = quiet();
+    // Exactly the bound, in two headers: kept.
+    let first = [b"K:".as_slice(), &[b'a'; 1000]].concat();
+    let second = [b"L:".as_slice(), &vec![b'b'; MAX_HEADER_BYTES - first.len() - 2]].concat();
+    assert_eq!(store_header(&mut t, &first), OK);
+    assert_eq!(store_header(&mut t, &second), OK);
+    // One byte more is refused after its payload, as when the chip's heap runs out.
+    assert_eq!(store_header(&mut t, b":"), ERR);
+    assert_eq!(t.e.port_state(), PortState::Idle { buffered: 0 });
+    let listed = [
+        b"+WSHEAD:0,\"".as_slice(),
+        &second,
+        b"\"\r\n+WSHEAD:1,\"",
+        &first,
+        b"\"\r\n\r\nOK\r\n",
+    ]
+    .concat();
+    assert_eq!(run(&mut t, "AT+WSHEAD?"), esc(&listed));
+    // Clearing makes room again.
+    assert_eq!(run(&mut t, "AT+WSHEAD=0"), OK);
+    assert_eq!(store_header(&mut t, &second), OK);
+}
+
+#[test]
+fn wshead_of_128_kib_is_read_and_refused() {
+    let mut t = quiet();
+    let big = [b"X-Big:".as_slice(), &vec![b'v'; 128 * 1024 - 6]].concat();
+    for _ in 0..3 {
+        assert_eq!(store_header(&mut t, &big), ERR);
+    }
+    assert_eq!(run(&mut t, "AT+WSHEAD?"), OK);
+}
+
 #[test]
 fn wshead_parameter_errors() {
     let mut t = quiet();
