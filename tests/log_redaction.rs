@@ -67,6 +67,7 @@ fn wsat_connect_at_trace_level_logs_no_credentials() {
     let mut child = common::wsat()
         .args(["-vvv", "connect", &uri, "-H"])
         .arg(format!("Authorization: {header_value}"))
+        .args(["-H", "X-Api-Key: connect-api-key-Vb62"])
         .args(["--ca", &s(&files.ca.cert)])
         .args(["--cert", &s(&files.client.cert), "--key", &s(&files.client.key)])
         // -vvv, not RUST_LOG, sets the level here.
@@ -91,6 +92,7 @@ fn wsat_connect_at_trace_level_logs_no_credentials() {
         PASSWORD.to_owned(),
         header_value.clone(),
         basic(&format!("alice:{PASSWORD}")),
+        "connect-api-key-Vb62".to_owned(),
     ];
     secrets.extend(key_body(&pki.client.key_pem));
     assert_no_secrets("wsat connect's stderr", &err, &secrets);
@@ -105,7 +107,10 @@ fn wsat_modem_at_trace_level_logs_no_credentials() {
     use modem_support::*;
     const PASSWORD: &str = "modem-uri-pass-Wd93";
     const TOKEN: &str = "modem-open-token-Hv25";
+    const API_KEY: &str = "modem-api-key-Qs17";
     let header = format!("Authorization: Basic {}", basic("head-user:head-pass-Lp66"));
+    // Any custom header's value is a secret to the logs, not only the well-known ones.
+    let api_key = format!("X-Api-Key: {API_KEY}");
     let pki = TestPki::generate();
     let pki_dir = firmware_pki_dir(&pki);
     let server = wss_echo(&pki.server, Some(&pki.ca));
@@ -119,7 +124,14 @@ fn wsat_modem_at_trace_level_logs_no_credentials() {
     at.at(&format!("AT+WSHEAD={}", header.len()), PROMPT);
     at.send(&header);
     at.expect(OK);
-    let uri = format!("wss://modem-user:{PASSWORD}@127.0.0.1:{}/", server.port());
+    at.at(&format!("AT+WSHEAD={}", api_key.len()), PROMPT);
+    at.send(&api_key);
+    at.expect(OK);
+    // The password again in the query: hidden there too, as the --trace file does.
+    let uri = format!(
+        "wss://modem-user:{PASSWORD}@127.0.0.1:{}/?token={PASSWORD}",
+        server.port()
+    );
     at.at(
         &format!("AT+WSOPEN=0,\"{uri}\",,5000,\"Bearer {TOKEN}\""),
         "+WS_CONNECTED:0\r\n\r\nOK\r\n",
@@ -133,6 +145,7 @@ fn wsat_modem_at_trace_level_logs_no_credentials() {
     let mut secrets = vec![
         PASSWORD.to_owned(),
         TOKEN.to_owned(),
+        API_KEY.to_owned(),
         header["Authorization: ".len()..].to_owned(),
         basic(&format!("modem-user:{PASSWORD}")),
     ];

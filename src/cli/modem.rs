@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
 use wsat::modem::link::LinkTiming;
 use wsat::modem::trace::Trace;
 use wsat::modem::{pki, port, Modem, ModemOptions};
@@ -66,7 +65,8 @@ pub struct ModemArgs {
     /// AT+WSOPEN, a URI's password, AT+WSHEAD values) are written as <redacted>.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
-    /// Write credentials into the --trace file as they are.
+    /// Write credentials into the --trace file as they are. Logs (-v, RUST_LOG) hide them
+    /// always.
     #[arg(long, requires = "trace")]
     trace_secrets: bool,
 }
@@ -96,7 +96,7 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
         open_error_delay: Duration::from_millis(args.open_error_delay_ms),
         network_timeout: Duration::from_millis(args.network_timeout_ms),
     };
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = port::channel();
     let mut options = ModemOptions {
         engine,
         timing,

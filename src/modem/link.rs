@@ -14,6 +14,8 @@ use wsat_client::{
 };
 use wsat_proto::handshake::ESP_USER_AGENT;
 
+use super::secrets::Secrets;
+
 /// Timing of the firmware that is not part of any AT parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkTiming {
@@ -106,12 +108,16 @@ pub async fn run(
         }
     };
     let config = client_config(&request, &timing);
-    // ClientConfig's Debug hides the credentials (tests/log_redaction.rs).
-    tracing::debug!(link = link.id, ?config, "opening");
+    // ClientConfig's Debug hides credentials too; the link's own list, as the --trace file
+    // uses it, also catches every other occurrence (a password repeated in the query), a
+    // URI the client cannot parse and error messages (tests/log_redaction.rs).
+    let secrets = Secrets::of_request(&request);
+    tracing::debug!(link = link.id, config = %secrets.redact_text(&format!("{config:?}")), "opening");
     let (client, mut events) = match Client::start(config) {
         Ok(started) => started,
         Err(e) => {
-            tracing::warn!(link = link.id, "cannot start the link: {e}");
+            let error = secrets.redact_text(&e.to_string());
+            tracing::warn!(link = link.id, "cannot start the link: {error}");
             report(LinkMsg::Done(Completion::Open { link, ok: false })).await;
             return;
         }

@@ -6,6 +6,7 @@
 pub mod link;
 pub mod pki;
 pub mod port;
+pub mod secrets;
 pub mod trace;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use wsat_at::{Action, Completion, Engine, EngineConfig, LinkHandle};
 
 use link::{LinkCmd, LinkMsg, LinkTiming};
-use port::{PortEvent, PortWriter};
+use port::{PortEvent, PortEvents, PortWriter};
 use trace::Trace;
 
 /// What the modem loop needs besides the engine.
@@ -65,12 +66,11 @@ impl Modem {
         }
     }
 
-    /// Serves the port until it detaches for good (stdio) or `shutdown` resolves.
-    pub async fn run(
-        mut self,
-        mut port: mpsc::UnboundedReceiver<PortEvent>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    /// Serves the port until it detaches for good (stdio) or `shutdown` resolves. The next
+    /// port event is taken only once the output of the previous one is written, so a
+    /// transport's bounded [`port::channel`] makes a host that does not read wait.
+    pub async fn run(mut self, port: impl Into<PortEvents>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut port = port.into();
         tokio::pin!(shutdown);
         if !self.options.banner_per_attach {
             self.engine.boot();
@@ -138,6 +138,9 @@ impl Modem {
                 }
             }
             if !progressed {
+                if let Some(t) = self.options.trace.as_mut() {
+                    t.end_round();
+                }
                 return;
             }
         }

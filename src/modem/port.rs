@@ -1,16 +1,107 @@
 //! The AT port's transports. Each delivers [`PortEvent`]s to the modem loop and takes
 //! the modem's output through a [`PortWriter`]; blocking devices (stdio, pty, serial)
 //! run a reader and a writer thread, TCP runs on tokio.
+//!
+//! Input is read only as fast as output is written, as on the chip, whose UART buffers are
+//! fixed: the events channel holds at most [`PORT_QUEUE`] arrivals of at most [`READ_CHUNK`]
+//! bytes, and the modem loop takes the next arrival only once the output of the previous one
+//! is written (TCP: taken by the socket; threads: within [`WRITER_BUDGET`] bytes). A host
+//! that writes and never reads (every byte is echoed) therefore stalls on its own writes;
+//! the modem's memory stays flat.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// Most bytes one read from the port takes (one [`PortEvent::Data`]).
+pub const READ_CHUNK: usize = 4096;
+/// Most events waiting for the modem loop: with [`READ_CHUNK`], at most 16 KiB of input.
+pub const PORT_QUEUE: usize = 4;
+/// Most bytes handed to a writer thread and not yet written (≈ 2.8 s of a 115200-baud UART).
+pub const WRITER_BUDGET: usize = 32 * 1024;
+
+/// The channel a transport delivers its events on, bounded by [`PORT_QUEUE`].
+pub fn channel() -> (mpsc::Sender<PortEvent>, mpsc::Receiver<PortEvent>) {
+    mpsc::channel(PORT_QUEUE)
+}
+
+/// Where a transport delivers its events.
+#[derive(Debug, Clone)]
+pub enum PortSender {
+    /// A [`channel`]: the transport waits while the modem loop is behind.
+    Bounded(mpsc::Sender<PortEvent>),
+    /// An unbounded channel, for an in-process host (tests) that paces itself.
+    Unbounded(mpsc::UnboundedSender<PortEvent>),
+}
+
+impl PortSender {
+    /// Delivers `event`, waiting for room; false once the modem loop is gone.
+    async fn send(&self, event: PortEvent) -> bool {
+        match self {
+            PortSender::Bounded(tx) => tx.send(event).await.is_ok(),
+            PortSender::Unbounded(tx) => tx.send(event).is_ok(),
+        }
+    }
+
+    /// [`PortSender::send`] from a thread outside the runtime.
+    fn blocking_send(&self, event: PortEvent) -> bool {
+        match self {
+            PortSender::Bounded(tx) => tx.blocking_send(event).is_ok(),
+            PortSender::Unbounded(tx) => tx.send(event).is_ok(),
+        }
+    }
+}
+
+impl From<mpsc::Sender<PortEvent>> for PortSender {
+    fn from(tx: mpsc::Sender<PortEvent>) -> Self {
+        PortSender::Bounded(tx)
+    }
+}
+
+impl From<mpsc::UnboundedSender<PortEvent>> for PortSender {
+    fn from(tx: mpsc::UnboundedSender<PortEvent>) -> Self {
+        PortSender::Unbounded(tx)
+    }
+}
+
+/// Where the modem loop takes port events from.
+#[derive(Debug)]
+pub enum PortEvents {
+    /// A transport's [`channel`]: bounded, so input waits in the host's socket or device
+    /// while output is pending.
+    Transport(mpsc::Receiver<PortEvent>),
+    /// An in-process host (the demo, tests) that paces itself.
+    InProcess(mpsc::UnboundedReceiver<PortEvent>),
+}
+
+impl PortEvents {
+    /// The next event; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<PortEvent> {
+        match self {
+            PortEvents::Transport(rx) => rx.recv().await,
+            PortEvents::InProcess(rx) => rx.recv().await,
+        }
+    }
+}
+
+impl From<mpsc::Receiver<PortEvent>> for PortEvents {
+    fn from(rx: mpsc::Receiver<PortEvent>) -> Self {
+        PortEvents::Transport(rx)
+    }
+}
+
+impl From<mpsc::UnboundedReceiver<PortEvent>> for PortEvents {
+    fn from(rx: mpsc::UnboundedReceiver<PortEvent>) -> Self {
+        PortEvents::InProcess(rx)
+    }
+}
 
 /// Something that happened on the port.
 #[derive(Debug)]
@@ -28,9 +119,9 @@ pub enum PortEvent {
 pub enum PortWriter {
     /// A TCP client.
     Tcp(OwnedWriteHalf),
-    /// A writer thread (stdio, pty, serial). Bounded: a slow port (a UART at 115200 baud)
-    /// holds the modem loop back, and through it the links' reads, as on the chip.
-    Thread(mpsc::Sender<Vec<u8>>),
+    /// A writer thread (stdio, pty, serial). Bounded in bytes: a slow port (a UART at
+    /// 115200 baud) holds the modem loop back, and through it the links' reads, as on the chip.
+    Thread(ThreadWriter),
     /// An in-process host (the demo, tests): each piece arrives as one message.
     Channel(mpsc::UnboundedSender<Vec<u8>>),
 }
@@ -40,10 +131,7 @@ impl PortWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             PortWriter::Tcp(w) => w.write_all(bytes).await,
-            PortWriter::Thread(tx) => tx
-                .send(bytes.to_vec())
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "port writer gone")),
+            PortWriter::Thread(w) => w.write(bytes).await,
             PortWriter::Channel(tx) => tx
                 .send(bytes.to_vec())
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "port reader gone")),
@@ -51,58 +139,97 @@ impl PortWriter {
     }
 }
 
-/// Reads `reader` on a thread into `events`. With `retry_eof` an end of input or an error
-/// means "nobody attached right now" (a pty) and reading goes on.
-fn spawn_reader<R: Read + Send + 'static>(mut reader: R, events: mpsc::UnboundedSender<PortEvent>, retry_eof: bool) {
+/// The sending side of a writer thread: pieces in order, each holding its share of
+/// [`WRITER_BUDGET`] until the thread has written it.
+#[derive(Debug)]
+pub struct ThreadWriter {
+    pieces: mpsc::UnboundedSender<(Vec<u8>, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+impl ThreadWriter {
+    /// Hands one piece to the thread once the budget has room for it. The queue is bounded
+    /// by the budget (every piece holds at least one byte of it); a piece larger than the
+    /// whole budget waits until the thread has written everything before it.
+    async fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "port writer gone");
+        let cost = u32::try_from(bytes.len().clamp(1, WRITER_BUDGET)).unwrap_or(u32::MAX);
+        let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| gone())?;
+        self.pieces.send((bytes.to_vec(), permit)).map_err(|_| gone())
+    }
+}
+
+/// Serves a blocking device: a writer thread for `writer`, announced with
+/// [`PortEvent::Attached`], then a reader thread for `reader`.
+fn spawn_threads<R, W>(reader: R, writer: W, events: PortSender, retry_eof: bool)
+where
+    R: Read + Send + 'static,
+    W: Write + Send + 'static,
+{
+    let writer = spawn_writer(writer);
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) if !retry_eof => {
-                    let _ = events.send(PortEvent::Detached);
-                    return;
-                }
-                Ok(0) => std::thread::sleep(Duration::from_millis(50)),
-                Ok(n) => {
-                    if events.send(PortEvent::Data(buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::TimedOut) => {}
-                // EIO on a pty master while no peer holds the other side: wait for one.
-                Err(_) if retry_eof => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    tracing::warn!("port read failed: {e}");
-                    let _ = events.send(PortEvent::Detached);
-                    return;
-                }
-            }
+        if events.blocking_send(PortEvent::Attached(writer)) {
+            read_loop(reader, &events, retry_eof);
         }
     });
 }
 
-/// Writes every piece from the channel with one write each, flushing after each.
+/// Reads `reader` into `events`, one arrival at a time: while the modem loop has not taken
+/// the previous ones, this waits and the device's buffer fills. With `retry_eof` an end of
+/// input or an error means "nobody attached right now" (a pty) and reading goes on.
+fn read_loop<R: Read>(mut reader: R, events: &PortSender, retry_eof: bool) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) if !retry_eof => {
+                events.blocking_send(PortEvent::Detached);
+                return;
+            }
+            Ok(0) => std::thread::sleep(Duration::from_millis(50)),
+            Ok(n) => {
+                if !events.blocking_send(PortEvent::Data(buf[..n].to_vec())) {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::TimedOut) => {}
+            // EIO on a pty master while no peer holds the other side: wait for one.
+            Err(_) if retry_eof => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                tracing::warn!("port read failed: {e}");
+                events.blocking_send(PortEvent::Detached);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes every piece with one write each, flushing after each, then returns its share of
+/// the budget.
 fn spawn_writer<W: Write + Send + 'static>(mut writer: W) -> PortWriter {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, OwnedSemaphorePermit)>();
     std::thread::spawn(move || {
-        while let Some(piece) = rx.blocking_recv() {
+        while let Some((piece, permit)) = rx.blocking_recv() {
             if let Err(e) = writer.write_all(&piece).and_then(|()| writer.flush()) {
                 tracing::warn!("port write failed: {e}");
             }
+            drop(permit);
         }
     });
-    PortWriter::Thread(tx)
+    PortWriter::Thread(ThreadWriter {
+        pieces: tx,
+        budget: Arc::new(Semaphore::new(WRITER_BUDGET)),
+    })
 }
 
 /// Standard input and output. The end of input ends the modem.
-pub fn stdio(events: mpsc::UnboundedSender<PortEvent>) {
-    let _ = events.send(PortEvent::Attached(spawn_writer(io::stdout())));
-    spawn_reader(io::stdin(), events, false);
+pub fn stdio(events: impl Into<PortSender>) {
+    spawn_threads(io::stdin(), io::stdout(), events.into(), false);
 }
 
 /// Listens on `addr`, one AT client at a time: a second client is refused while one is
 /// attached. Every accepted client is announced with [`PortEvent::Attached`].
-pub async fn tcp(addr: &str, events: mpsc::UnboundedSender<PortEvent>) -> io::Result<std::net::SocketAddr> {
+pub async fn tcp(addr: &str, events: impl Into<PortSender>) -> io::Result<std::net::SocketAddr> {
+    let events = events.into();
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -119,25 +246,29 @@ pub async fn tcp(addr: &str, events: mpsc::UnboundedSender<PortEvent>) -> io::Re
             tracing::info!(%peer, "AT client attached");
             let _ = tcp.set_nodelay(true);
             let (mut rd, wr) = tcp.into_split();
-            if events.send(PortEvent::Attached(PortWriter::Tcp(wr))).is_err() {
+            if !events.send(PortEvent::Attached(PortWriter::Tcp(wr))).await {
                 return;
             }
             let events = events.clone();
             let busy = busy.clone();
             tokio::spawn(async move {
                 use tokio::io::AsyncReadExt;
-                let mut buf = vec![0u8; 4096];
+                let mut buf = vec![0u8; READ_CHUNK];
                 loop {
                     match rd.read(&mut buf).await {
+                        // Waits while the modem loop is behind: the client's bytes stay in
+                        // the socket and TCP stops it.
                         Ok(n) if n > 0 => {
-                            let _ = events.send(PortEvent::Data(buf[..n].to_vec()));
+                            if !events.send(PortEvent::Data(buf[..n].to_vec())).await {
+                                return;
+                            }
                         }
                         _ => break,
                     }
                 }
                 tracing::info!(%peer, "AT client detached");
                 busy.store(false, std::sync::atomic::Ordering::Release);
-                let _ = events.send(PortEvent::Detached);
+                events.send(PortEvent::Detached).await;
             });
         }
     });
@@ -166,7 +297,7 @@ impl Drop for Pty {
 
 /// Creates the pty, puts it in raw mode (no echo, no CR/LF mapping: `+WS_DATA` carries
 /// binary), starts its threads and optionally links `link` to it.
-pub fn pty(link: Option<&Path>, events: mpsc::UnboundedSender<PortEvent>) -> io::Result<Pty> {
+pub fn pty(link: Option<&Path>, events: impl Into<PortSender>) -> io::Result<Pty> {
     use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
     let pair = nix::pty::openpty(None, None).map_err(io::Error::from)?;
     let path = nix::unistd::ttyname(pair.slave.as_fd()).map_err(io::Error::from)?;
@@ -187,8 +318,7 @@ pub fn pty(link: Option<&Path>, events: mpsc::UnboundedSender<PortEvent>) -> io:
     };
     let master = std::fs::File::from(pair.master);
     let writer = master.try_clone()?;
-    let _ = events.send(PortEvent::Attached(spawn_writer(writer)));
-    spawn_reader(master, events, true);
+    spawn_threads(master, writer, events.into(), true);
     Ok(Pty {
         path,
         link,
@@ -197,13 +327,12 @@ pub fn pty(link: Option<&Path>, events: mpsc::UnboundedSender<PortEvent>) -> io:
 }
 
 /// A serial device (USB adapter, UART) at `baud`, 8N1, no flow control.
-pub fn serial(device: &str, baud: u32, events: mpsc::UnboundedSender<PortEvent>) -> io::Result<()> {
+pub fn serial(device: &str, baud: u32, events: impl Into<PortSender>) -> io::Result<()> {
     let port = serialport::new(device, baud)
         .timeout(Duration::from_millis(200))
         .open_native()
         .map_err(io::Error::from)?;
     let writer = port.try_clone_native().map_err(io::Error::from)?;
-    let _ = events.send(PortEvent::Attached(spawn_writer(writer)));
-    spawn_reader(port, events, true);
+    spawn_threads(port, writer, events.into(), true);
     Ok(())
 }

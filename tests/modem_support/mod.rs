@@ -149,6 +149,21 @@ impl Modem {
         panic!("{what}\n--- modem stderr ---\n{}", self.stderr())
     }
 
+    /// The modem's resident memory in KiB from `/proc/PID/status`: `(VmRSS, VmHWM)`, i.e. now
+    /// and the peak since it started (the peak catches growth between two samples).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_else(|e| self.fail(&format!("cannot read the modem's /proc status: {e}")));
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| self.fail(&format!("no {name} in /proc status")))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// Panics if the modem process has exited.
     pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
