@@ -20,9 +20,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use wsat_proto::handshake::{accept_response, parse_request, reject_response};
-use wsat_proto::{
-    ChunkPolicy, Connection, ConnectionConfig, ConnectionState, Event, MessageAssembler, ProtocolError, Role,
-};
+use wsat_proto::{ChunkPolicy, Connection, ConnectionConfig, ConnectionState, Event, MessageAssembler, Role};
 
 /// The largest message echoed; longer ones close the connection with 1009.
 pub const MAX_MESSAGE: usize = 64 << 20;
@@ -507,11 +505,12 @@ async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(stream: S, rest: BytesMut,
     let config = ConnectionConfig {
         chunk_policy: ChunkPolicy::Eager,
         max_chunk: 1 << 20,
+        max_message_len: Some(MAX_MESSAGE as u64),
         ..ConnectionConfig::rfc(Role::Server)
     };
     let mut conn = Connection::new(config, Instant::now());
     conn.read_buf().extend_from_slice(&rest);
-    let mut assembler = MessageAssembler::new(MAX_MESSAGE);
+    let mut assembler = MessageAssembler::new();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out = Outbox::default();
     loop {
@@ -550,14 +549,11 @@ fn queue_echoes(conn: &mut Connection, assembler: &mut MessageAssembler) {
     loop {
         let more = conn.process_message(Instant::now());
         while let Some(ev) = conn.poll_event() {
-            if let Event::Data(chunk) = ev {
-                match assembler.push(&chunk) {
-                    Ok(Some(msg)) => {
-                        let _ = conn.send_frame(msg.opcode, true, &msg.payload);
-                    }
-                    Ok(None) => {}
-                    Err(_) => conn.fail(ProtocolError::MessageTooBig(MAX_MESSAGE), Instant::now()),
-                }
+            if let Some(msg) = match ev {
+                Event::Data(chunk) => assembler.push(&chunk),
+                _ => None,
+            } {
+                let _ = conn.send_frame(msg.opcode, true, &msg.payload);
             }
         }
         if !more {
@@ -790,6 +786,27 @@ mod tests {
         assert_eq!(rest, b"", "nothing is answered");
     }
 
+    /// A request head that never ends is answered 431 at 16 KiB, not buffered on.
+    #[tokio::test]
+    async fn an_endless_request_head_is_refused_at_its_limit() {
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move { echo(far).await });
+        near.write_all(b"GET / HTTP/1.1\r\nX-Filler: ").await.expect("write");
+        let filler = vec![b'x'; MAX_REQUEST_HEAD];
+        near.write_all(&filler).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), near.read_to_end(&mut answer))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 431 "),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        server.await.expect("join").expect("a refusal is no error");
+    }
+
     /// A peer that writes and does not read: the server stops reading near the bound (the
     /// peer's writes stall), and once the peer reads every echo arrives, in order.
     #[tokio::test]
@@ -840,13 +857,13 @@ mod tests {
             "the server read {stalled_at} bytes nobody took back"
         );
 
-        let mut assembler = MessageAssembler::new(SIZE);
+        let mut assembler = MessageAssembler::new();
         let mut echoed = 0;
         while echoed < MESSAGES {
             client.process(Instant::now());
             while let Some(ev) = client.poll_event() {
                 if let Event::Data(chunk) = ev {
-                    if let Some(msg) = assembler.push(&chunk).expect("fits") {
+                    if let Some(msg) = assembler.push(&chunk) {
                         assert!(msg.payload[..] == vec![echoed as u8; SIZE][..], "echo {echoed}");
                         echoed += 1;
                     }

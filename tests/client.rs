@@ -230,7 +230,9 @@ async fn large_sends_queued_with_a_close_arrive_whole_and_in_order() {
     assert!(
         seen.iter().any(|e| matches!(e, Event::Closed { code: Some(1000), .. })),
         "no clean close: {:?}",
-        seen.iter().filter(|e| !matches!(e, Event::Message(_))).collect::<Vec<_>>()
+        seen.iter()
+            .filter(|e| !matches!(e, Event::Message(_)))
+            .collect::<Vec<_>>()
     );
 }
 

@@ -400,7 +400,7 @@ impl Session {
             n,
             report,
             frame: Vec::new(),
-            messages: MessageAssembler::new(64 << 20),
+            messages: MessageAssembler::new(),
         }
     }
 
@@ -416,7 +416,7 @@ impl Session {
                 let Event::Data(chunk) = ev else { continue };
                 self.frame.extend_from_slice(&chunk.data);
                 if reply == Reply::All {
-                    if let Ok(Some(msg)) = self.messages.push(&chunk) {
+                    if let Some(msg) = self.messages.push(&chunk) {
                         let _ = self.conn.send_frame(msg.opcode, true, &msg.payload);
                     }
                 }

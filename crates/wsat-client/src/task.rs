@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
-use wsat_proto::{Connection, ConnectionState, Event as ProtoEvent, MessageAssembler, OpCode, ProtocolError};
+use wsat_proto::{Connection, ConnectionState, Event as ProtoEvent, MessageAssembler, OpCode};
 
 use crate::budget::EventBudget;
 use crate::config::{ClientConfig, Delivery};
@@ -198,8 +198,9 @@ impl Task {
         self.budget.set_closing(false);
         self.pending.push_back(Event::Connected(info));
         let (mut rd, mut wr) = tokio::io::split(stream);
+        // The message limit is the connection's (max_message_len): the assembler only joins.
         let mut assembler = match self.config.delivery {
-            Delivery::Messages { max_size } => Some(MessageAssembler::new(max_size)),
+            Delivery::Messages { .. } => Some(MessageAssembler::new()),
             Delivery::Chunks => None,
         };
         // Bytes taken from the connection, not yet written; `written` counts the stream's
@@ -231,17 +232,7 @@ impl Task {
                 match ev {
                     ProtoEvent::Data(chunk) => match assembler.as_mut() {
                         None => self.pending.push_back(Event::Data(chunk)),
-                        Some(asm) => match asm.push(&chunk) {
-                            Ok(Some(message)) => self.pending.push_back(Event::Message(message)),
-                            Ok(None) => {}
-                            Err(_) => {
-                                let limit = match self.config.delivery {
-                                    Delivery::Messages { max_size } => max_size,
-                                    Delivery::Chunks => 0,
-                                };
-                                connection.fail(ProtocolError::MessageTooBig(limit), Instant::now());
-                            }
-                        },
+                        Some(asm) => self.pending.extend(asm.push(&chunk).map(Event::Message)),
                     },
                     ProtoEvent::CloseReceived(frame) => close_frame = frame,
                     ProtoEvent::Closed => {}

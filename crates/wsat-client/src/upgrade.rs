@@ -35,7 +35,8 @@ pub(crate) fn connection_config(config: &ClientConfig) -> ConnectionConfig {
             Delivery::Chunks => config.buffer_size.max(1),
         },
         chunk_policy: config.chunk_policy,
-        max_frame_len: match config.delivery {
+        max_frame_len: None,
+        max_message_len: match config.delivery {
             Delivery::Messages { max_size } => Some(max_size as u64),
             Delivery::Chunks => None,
         },

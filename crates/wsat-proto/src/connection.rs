@@ -38,6 +38,9 @@ pub struct ConnectionConfig {
     pub chunk_policy: ChunkPolicy,
     /// Frames longer than this fail the connection with 1009.
     pub max_frame_len: Option<u64>,
+    /// Messages (all their frames together) longer than this fail the connection with
+    /// 1009 as soon as a frame header announces the excess, before its payload arrives.
+    pub max_message_len: Option<u64>,
     /// Send an empty ping this often; `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     /// Fail the connection when a ping stays unanswered this long; `None` disables.
@@ -62,6 +65,7 @@ impl ConnectionConfig {
             max_chunk: 64 * 1024,
             chunk_policy: ChunkPolicy::Full,
             max_frame_len: None,
+            max_message_len: None,
             ping_interval: None,
             pong_timeout: None,
             ping_resets_on_receive: false,
@@ -79,6 +83,7 @@ impl ConnectionConfig {
             max_chunk: buffer_size,
             chunk_policy: ChunkPolicy::Full,
             max_frame_len: None,
+            max_message_len: None,
             ping_interval: Some(ping_interval),
             pong_timeout: Some(pong_timeout),
             ping_resets_on_receive: true,
@@ -150,6 +155,51 @@ pub enum Event {
     CloseTimeout,
 }
 
+/// Where the connection is, with the detail [`ConnectionState`] leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Our close frame is queued; the peer's is awaited.
+    CloseSent {
+        /// We closed to fail the connection (a protocol error): data that still arrives
+        /// is dropped, only the peer's close frame counts.
+        failed: bool,
+        /// The byte stream could not be parsed any further (a framing error): not even
+        /// the peer's close can be read, so the close timeout ends it.
+        framing_lost: bool,
+    },
+    Closed,
+    Failed,
+}
+
+impl State {
+    fn public(self) -> ConnectionState {
+        match self {
+            State::Open => ConnectionState::Open,
+            State::CloseSent { .. } => ConnectionState::CloseSent,
+            State::Closed => ConnectionState::Closed,
+            State::Failed => ConnectionState::Failed,
+        }
+    }
+
+    /// Received bytes are still decoded.
+    fn decodes(self) -> bool {
+        matches!(
+            self,
+            State::Open
+                | State::CloseSent {
+                    framing_lost: false,
+                    ..
+                }
+        )
+    }
+
+    /// Received data is dropped: we are failing the connection.
+    fn drops_data(self) -> bool {
+        matches!(self, State::CloseSent { failed: true, .. })
+    }
+}
+
 #[derive(Debug)]
 struct FrameInProgress {
     header: FrameHeader,
@@ -173,15 +223,13 @@ pub struct Connection {
     rx: BytesMut,
     tx: TransmitQueue,
     events: VecDeque<Event>,
-    state: ConnectionState,
+    state: State,
     frame: Option<FrameInProgress>,
     /// Opcode of the fragmented message in progress.
     message: Option<OpCode>,
+    /// Payload bytes of the message in progress announced so far (all its frame headers).
+    message_len: u64,
     utf8: Utf8Validator,
-    /// Set after a protocol error: further data is dropped until the close arrives.
-    failing: bool,
-    /// Set after a framing error: the byte stream cannot be parsed any further.
-    rx_broken: bool,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
@@ -204,12 +252,11 @@ impl Connection {
             rx: BytesMut::new(),
             tx: TransmitQueue::default(),
             events: VecDeque::new(),
-            state: ConnectionState::Open,
+            state: State::Open,
             frame: None,
             message: None,
+            message_len: 0,
             utf8: Utf8Validator::new(),
-            failing: false,
-            rx_broken: false,
             next_ping,
             pong_deadline: None,
             close_deadline: None,
@@ -223,7 +270,7 @@ impl Connection {
 
     /// The current state.
     pub fn state(&self) -> ConnectionState {
-        self.state
+        self.state.public()
     }
 
     /// The receive buffer, to read into directly (bytes left over from the handshake
@@ -255,49 +302,62 @@ impl Connection {
     /// caller can act on the events (e.g. reply to the message) before anything later is
     /// decoded: a protocol error in the next frame then cannot overtake the reply.
     pub fn process_message(&mut self, now: Instant) -> bool {
-        while !self.rx_broken && matches!(self.state, ConnectionState::Open | ConnectionState::CloseSent) {
+        while self.state.decodes() {
             match self.decoder.decode(&mut self.rx) {
                 Ok(Some(item)) => match self.on_item(item, now) {
                     Ok(true) => return !self.rx.is_empty(),
                     Ok(false) => {}
-                    Err(err) => self.fail(err, now),
+                    Err(err) => self.fail(err, now, false),
                 },
                 Ok(None) => break,
-                Err(err) => {
-                    // Framing is lost: nothing after this can be parsed, not even a close.
-                    self.rx_broken = true;
-                    self.fail(err, now);
-                }
+                // Framing is lost: nothing after this can be parsed, not even a close.
+                Err(err) => self.fail(err, now, true),
             }
         }
-        if self.rx_broken {
+        if !self.state.decodes() {
             self.rx.clear();
         }
         false
     }
 
     /// Fails the connection for `err`: strict mode queues a close frame with its code and
-    /// waits for the peer's close; lenient mode fails at once.
-    pub fn fail(&mut self, err: ProtocolError, now: Instant) {
-        if self.failing || matches!(self.state, ConnectionState::Closed | ConnectionState::Failed) {
-            return;
-        }
+    /// waits for the peer's close (unless `framing_lost`, when that close cannot be read);
+    /// lenient mode fails at once.
+    fn fail(&mut self, err: ProtocolError, now: Instant, framing_lost: bool) {
+        let close_sent = match self.state {
+            State::Open => false,
+            State::CloseSent { failed: false, .. } => true,
+            State::CloseSent { failed: true, .. } => {
+                // Already failing: only a lost framing is news (decoding must stop).
+                if framing_lost {
+                    self.state = State::CloseSent {
+                        failed: true,
+                        framing_lost,
+                    };
+                }
+                return;
+            }
+            State::Closed | State::Failed => return,
+        };
         self.events.push_back(Event::ProtocolError(err.clone()));
-        self.failing = true;
         if !self.config.strict {
-            self.state = ConnectionState::Failed;
+            self.state = State::Failed;
             return;
         }
-        if self.state == ConnectionState::Open {
+        if !close_sent {
             self.queue_close(Some(err.close_code()), &err.to_string(), now);
         }
+        self.state = State::CloseSent {
+            failed: true,
+            framing_lost,
+        };
     }
 
     /// Sends one frame exactly as given: any opcode, any FIN, any length, nothing checked.
     /// A close frame sent this way does not start the closing handshake (as with the
     /// firmware's `AT+WSSEND` opcode 8).
     pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), SendError> {
-        if self.state != ConnectionState::Open {
+        if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
         self.write_frame(opcode, fin, payload);
@@ -308,7 +368,7 @@ impl Connection {
     /// connection is not copied whole but masked a chunk at a time as it is transmitted
     /// (less memory, and each chunk is still in cache when the transport copies it).
     pub fn send_frame_shared(&mut self, opcode: OpCode, fin: bool, payload: &Bytes) -> Result<(), SendError> {
-        if self.state != ConnectionState::Open {
+        if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
         self.tx.push_frame(opcode, fin, self.mask(), payload, Some(payload));
@@ -324,7 +384,7 @@ impl Connection {
         fin: bool,
         frame_size: usize,
     ) -> Result<(), SendError> {
-        if self.state != ConnectionState::Open {
+        if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
         for f in fragments(opcode, payload, fin, frame_size) {
@@ -336,7 +396,7 @@ impl Connection {
     /// Starts the closing handshake with `code` (none sends an empty close frame) and
     /// `reason` (cut to fit 125 bytes). Does nothing unless the connection is open.
     pub fn close(&mut self, code: Option<u16>, reason: &str, now: Instant) {
-        if self.state == ConnectionState::Open {
+        if self.state == State::Open {
             self.queue_close(code, reason, now);
         }
     }
@@ -386,18 +446,18 @@ impl Connection {
     /// When [`Connection::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            ConnectionState::Open => [self.next_ping, self.pong_deadline].into_iter().flatten().min(),
-            ConnectionState::CloseSent => self.close_deadline,
-            ConnectionState::Closed | ConnectionState::Failed => None,
+            State::Open => [self.next_ping, self.pong_deadline].into_iter().flatten().min(),
+            State::CloseSent { .. } => self.close_deadline,
+            State::Closed | State::Failed => None,
         }
     }
 
     /// Runs the timers due at `now`: keepalive pings, the pong timeout, the close timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
-            ConnectionState::Open => {
+            State::Open => {
                 if self.pong_deadline.is_some_and(|d| now >= d) {
-                    self.state = ConnectionState::Failed;
+                    self.state = State::Failed;
                     self.events.push_back(Event::PongTimeout);
                     return;
                 }
@@ -411,13 +471,13 @@ impl Connection {
                     }
                 }
             }
-            ConnectionState::CloseSent => {
+            State::CloseSent { .. } => {
                 if self.close_deadline.is_some_and(|d| now >= d) {
-                    self.state = ConnectionState::Failed;
+                    self.state = State::Failed;
                     self.events.push_back(Event::CloseTimeout);
                 }
             }
-            ConnectionState::Closed | ConnectionState::Failed => {}
+            State::Closed | State::Failed => {}
         }
     }
 
@@ -456,6 +516,13 @@ impl Connection {
         };
         if op.is_data() {
             self.message = if header.fin { None } else { message_opcode };
+            if op != OpCode::CONTINUATION {
+                self.message_len = 0;
+            }
+            self.message_len = self.message_len.saturating_add(header.payload_len);
+            if let Some(max) = self.config.max_message_len.filter(|&max| self.message_len > max) {
+                return Err(ProtocolError::MessageTooBig(max));
+            }
         }
         self.frame = Some(FrameInProgress {
             header,
@@ -487,7 +554,7 @@ impl Connection {
             data,
         };
         frame.offset += chunk.data.len() as u64;
-        if !self.failing {
+        if !self.state.drops_data() {
             self.events.push_back(Event::Data(chunk));
         }
         Ok(())
@@ -502,7 +569,7 @@ impl Connection {
             if self.config.strict && h.fin && frame.message_opcode == Some(OpCode::TEXT) {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
             }
-            if h.payload_len == 0 && !self.failing {
+            if h.payload_len == 0 && !self.state.drops_data() {
                 self.events.push_back(Event::Data(DataChunk {
                     opcode: h.opcode,
                     message_opcode: frame.message_opcode,
@@ -520,7 +587,7 @@ impl Connection {
         } else {
             None
         };
-        if !self.failing || close.is_some() {
+        if !self.state.drops_data() || close.is_some() {
             self.events.push_back(Event::Data(DataChunk {
                 opcode: h.opcode,
                 message_opcode: Some(h.opcode),
@@ -531,7 +598,7 @@ impl Connection {
             }));
         }
         match h.opcode {
-            OpCode::PING if self.state == ConnectionState::Open => self.tx.push_pong(self.mask(), &payload),
+            OpCode::PING if self.state == State::Open => self.tx.push_pong(self.mask(), &payload),
             OpCode::PONG => self.pong_deadline = None,
             OpCode::CLOSE => self.on_close(close.flatten(), now),
             _ => {}
@@ -542,17 +609,20 @@ impl Connection {
     fn on_close(&mut self, frame: Option<CloseFrame>, now: Instant) {
         let echo_code = frame.as_ref().filter(|_| self.config.echo_close_code).map(|f| f.code);
         self.events.push_back(Event::CloseReceived(frame));
-        if self.state == ConnectionState::Open {
+        if self.state == State::Open {
             self.queue_close(echo_code, "", now);
         }
-        self.state = ConnectionState::Closed;
+        self.state = State::Closed;
         self.events.push_back(Event::Closed);
     }
 
     fn queue_close(&mut self, code: Option<u16>, reason: &str, now: Instant) {
         let payload = code.map(|c| close::encode_payload(c, reason)).unwrap_or_default();
         self.write_frame(OpCode::CLOSE, true, &payload);
-        self.state = ConnectionState::CloseSent;
+        self.state = State::CloseSent {
+            failed: false,
+            framing_lost: false,
+        };
         self.close_deadline = Some(now + self.config.close_timeout);
     }
 
@@ -661,11 +731,11 @@ mod tests {
     }
 
     fn messages(c: &mut Connection) -> Vec<Message> {
-        let mut asm = MessageAssembler::new(1 << 20);
+        let mut asm = MessageAssembler::new();
         events(c)
             .into_iter()
             .filter_map(|e| match e {
-                Event::Data(chunk) => asm.push(&chunk).expect("within limit"),
+                Event::Data(chunk) => asm.push(&chunk),
                 _ => None,
             })
             .collect()
@@ -826,6 +896,58 @@ mod tests {
                 (OpCode::PONG, Bytes::from_static(b"c")),
             ]
         );
+    }
+
+    /// The message limit counts every frame of a message and fails with 1009 at the header
+    /// that passes it, before that frame's payload is read; control frames in between and
+    /// the next message start afresh.
+    #[test]
+    fn a_message_past_the_limit_fails_at_the_announcing_header() {
+        let config = ConnectionConfig {
+            max_message_len: Some(10),
+            ..ConnectionConfig::rfc(Role::Client)
+        };
+        let now = Instant::now();
+        let mut c = Connection::new(config.clone(), now);
+        c.handle_bytes(&[0x81, 10], now);
+        c.handle_bytes(&[b'a'; 10], now);
+        assert!(events(&mut c).iter().all(|e| !matches!(e, Event::ProtocolError(_))));
+        // 6 + 4 bytes with a ping between: exactly the limit.
+        c.handle_bytes(&[0x02, 6, 0, 0, 0, 0, 0, 0, 0x89, 0, 0x80, 4, 1, 2, 3, 4], now);
+        assert!(events(&mut c).iter().all(|e| !matches!(e, Event::ProtocolError(_))));
+        assert_eq!(c.state(), ConnectionState::Open);
+        assert!(c.poll_transmit().is_some(), "the pong");
+        // 6 + a header announcing 5 more: fails before the 5 bytes arrive.
+        c.handle_bytes(&[0x02, 6, 0, 0, 0, 0, 0, 0, 0x80, 5], now);
+        let ev = events(&mut c);
+        assert!(
+            ev.contains(&Event::ProtocolError(ProtocolError::MessageTooBig(10))),
+            "{ev:?}"
+        );
+        assert_eq!(c.state(), ConnectionState::CloseSent);
+        let close = c.poll_transmit().expect("a close frame");
+        assert_eq!(close[0], 0x88);
+        let code_at = 2 + 4;
+        let mut code = [close[code_at], close[code_at + 1]];
+        crate::mask::apply_mask(&mut code, [close[2], close[3], close[4], close[5]], 0);
+        assert_eq!(u16::from_be_bytes(code), 1009);
+    }
+
+    /// A framing error while already failing still stops decoding (the fuzz corpus found
+    /// a loop here): invalid UTF-8 fails the connection, then a frame with reserved bits
+    /// loses the framing, and nothing after it is decoded.
+    #[test]
+    fn a_framing_error_after_a_protocol_error_stops_decoding() {
+        let now = Instant::now();
+        let mut c = Connection::new(client_cfg(1024), now);
+        c.handle_bytes(&[0x81, 1, 0xff, 0xf1, 0, 0x81, 1, b'a'], now);
+        let errors = events(&mut c)
+            .into_iter()
+            .filter(|e| matches!(e, Event::ProtocolError(_)))
+            .count();
+        assert_eq!(errors, 1, "only the first failure is reported");
+        assert_eq!(c.state(), ConnectionState::CloseSent);
+        assert!(c.read_buf().is_empty(), "the unparseable rest is dropped");
     }
 
     #[test]

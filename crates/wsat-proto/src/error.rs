@@ -49,7 +49,7 @@ pub enum ProtocolError {
     FrameTooBig(u64),
     /// A message longer than the configured limit.
     #[error("message exceeds the configured limit of {0} bytes")]
-    MessageTooBig(usize),
+    MessageTooBig(u64),
 }
 
 impl ProtocolError {

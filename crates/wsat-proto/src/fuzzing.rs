@@ -101,6 +101,7 @@ pub fn frame_decoder(data: &[u8]) {
             ChunkPolicy::Full
         },
         max_frame_len: (flags & 16 != 0).then_some(300),
+        max_message_len: (flags & 16 != 0).then_some(700),
         ping_interval: (flags & 8 != 0).then_some(Duration::from_secs(1)),
         pong_timeout: (flags & 8 != 0).then_some(Duration::from_millis(2500)),
         ping_resets_on_receive: flags & 32 != 0,

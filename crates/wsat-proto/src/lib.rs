@@ -38,6 +38,6 @@ pub use connection::{Connection, ConnectionConfig, ConnectionState, DataChunk, E
 pub use decode::{ChunkPolicy, DecoderConfig, FrameDecoder, Item};
 pub use error::{ProtocolError, SendError};
 pub use header::FrameHeader;
-pub use message::{AssembleError, Message, MessageAssembler};
+pub use message::{Message, MessageAssembler};
 pub use opcode::OpCode;
 pub use utf8::Utf8Validator;

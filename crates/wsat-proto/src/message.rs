@@ -1,4 +1,4 @@
-//! Whole-message delivery on top of the chunk stream, with a size limit.
+//! Whole-message delivery on top of the chunk stream.
 
 use bytes::{Bytes, BytesMut};
 
@@ -13,51 +13,33 @@ pub struct Message {
     pub payload: Bytes,
 }
 
-/// Why a message could not be assembled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AssembleError {
-    /// The message grew past the limit; fail the connection with 1009.
-    #[error("message exceeds the limit of {0} bytes")]
-    TooBig(usize),
-}
-
 /// Joins data chunks into messages; control frames pass through untouched (the caller
-/// sees them as chunks). What the ESP client's users keep asking for.
-#[derive(Debug)]
+/// sees them as chunks). What the ESP client's users keep asking for. It has no size
+/// limit of its own: the [`crate::Connection`] that produced the chunks enforces
+/// [`crate::ConnectionConfig::max_message_len`], as soon as a frame header announces too
+/// much, so the bytes of a message too big never reach it.
+#[derive(Debug, Default)]
 pub struct MessageAssembler {
-    max_size: usize,
     opcode: Option<OpCode>,
     parts: BytesMut,
     /// A first chunk kept without copying, in case it is the whole message.
     first: Option<Bytes>,
-    len: usize,
 }
 
 impl MessageAssembler {
-    /// An assembler that refuses messages longer than `max_size` bytes.
-    pub fn new(max_size: usize) -> Self {
-        MessageAssembler {
-            max_size,
-            opcode: None,
-            parts: BytesMut::new(),
-            first: None,
-            len: 0,
-        }
+    /// An empty assembler.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Takes the next data chunk (control chunks are ignored); returns a message when one
     /// is complete.
-    pub fn push(&mut self, chunk: &DataChunk) -> Result<Option<Message>, AssembleError> {
+    pub fn push(&mut self, chunk: &DataChunk) -> Option<Message> {
         if chunk.opcode.is_control() {
-            return Ok(None);
+            return None;
         }
         if self.opcode.is_none() {
             self.opcode = Some(chunk.message_opcode.unwrap_or(chunk.opcode));
-        }
-        self.len += chunk.data.len();
-        if self.len > self.max_size {
-            self.reset();
-            return Err(AssembleError::TooBig(self.max_size));
         }
         match (&self.first, self.parts.is_empty()) {
             (None, true) => self.first = Some(chunk.data.clone()),
@@ -70,15 +52,14 @@ impl MessageAssembler {
             (None, false) => self.parts.extend_from_slice(&chunk.data),
         }
         if !chunk.ends_message() {
-            return Ok(None);
+            return None;
         }
         let payload = match self.first.take() {
             Some(first) => first,
             None => self.parts.split().freeze(),
         };
         let opcode = self.opcode.take().unwrap_or(OpCode::BINARY);
-        self.len = 0;
-        Ok(Some(Message { opcode, payload }))
+        Some(Message { opcode, payload })
     }
 
     /// Forgets a partial message (after a reconnect).
@@ -86,7 +67,6 @@ impl MessageAssembler {
         self.opcode = None;
         self.parts.clear();
         self.first = None;
-        self.len = 0;
     }
 }
 
@@ -107,13 +87,11 @@ mod tests {
 
     #[test]
     fn joins_frames_and_chunks() {
-        let mut a = MessageAssembler::new(100);
-        assert_eq!(a.push(&chunk(OpCode::TEXT, OpCode::TEXT, false, 4, 0, b"ab")), Ok(None));
-        assert_eq!(a.push(&chunk(OpCode::TEXT, OpCode::TEXT, false, 4, 2, b"cd")), Ok(None));
-        assert_eq!(a.push(&chunk(OpCode::PING, OpCode::PING, true, 1, 0, b"p")), Ok(None));
-        let m = a
-            .push(&chunk(OpCode::CONTINUATION, OpCode::TEXT, true, 2, 0, b"ef"))
-            .expect("fits");
+        let mut a = MessageAssembler::new();
+        assert_eq!(a.push(&chunk(OpCode::TEXT, OpCode::TEXT, false, 4, 0, b"ab")), None);
+        assert_eq!(a.push(&chunk(OpCode::TEXT, OpCode::TEXT, false, 4, 2, b"cd")), None);
+        assert_eq!(a.push(&chunk(OpCode::PING, OpCode::PING, true, 1, 0, b"p")), None);
+        let m = a.push(&chunk(OpCode::CONTINUATION, OpCode::TEXT, true, 2, 0, b"ef"));
         assert_eq!(
             m,
             Some(Message {
@@ -121,26 +99,21 @@ mod tests {
                 payload: Bytes::from_static(b"abcdef")
             })
         );
-        let single = a
-            .push(&chunk(OpCode::BINARY, OpCode::BINARY, true, 1, 0, b"z"))
-            .expect("fits");
+        let single = a.push(&chunk(OpCode::BINARY, OpCode::BINARY, true, 1, 0, b"z"));
         assert_eq!(single.map(|m| m.opcode), Some(OpCode::BINARY));
     }
 
     #[test]
-    fn empty_message_and_limit() {
-        let mut a = MessageAssembler::new(3);
-        let m = a
-            .push(&chunk(OpCode::TEXT, OpCode::TEXT, true, 0, 0, b""))
-            .expect("fits");
+    fn an_empty_message_and_a_reset() {
+        let mut a = MessageAssembler::new();
+        let m = a.push(&chunk(OpCode::TEXT, OpCode::TEXT, true, 0, 0, b""));
         assert_eq!(m.map(|m| m.payload.len()), Some(0));
         assert_eq!(
             a.push(&chunk(OpCode::BINARY, OpCode::BINARY, false, 4, 0, b"abcd")),
-            Err(AssembleError::TooBig(3))
+            None
         );
-        let m = a
-            .push(&chunk(OpCode::BINARY, OpCode::BINARY, true, 1, 0, b"x"))
-            .expect("reset after error");
+        a.reset();
+        let m = a.push(&chunk(OpCode::BINARY, OpCode::BINARY, true, 1, 0, b"x"));
         assert_eq!(m.map(|m| m.payload), Some(Bytes::from_static(b"x")));
     }
 }

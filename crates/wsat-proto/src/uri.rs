@@ -45,7 +45,8 @@ pub struct WsUri {
 impl WsUri {
     /// Parses `input`. The fragment is dropped, as the ESP client does.
     pub fn parse(input: &str) -> Result<WsUri, UriError> {
-        let err = |f: fn(String) -> UriError| f(input.to_owned());
+        // Errors travel into logs and terminals: never with the password.
+        let err = |f: fn(String) -> UriError| f(without_password(input));
         if input.bytes().any(|b| b <= b' ' || b == 0x7F) {
             return Err(err(UriError::Invalid));
         }
@@ -163,6 +164,23 @@ impl WsUri {
     }
 }
 
+/// `input` with the password of its userinfo, if any, written `<redacted>`.
+fn without_password(input: &str) -> String {
+    let authority_start = input.find("://").map_or(0, |i| i + 3);
+    let rest = &input[authority_start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+    {
+        Some((user, _password)) => {
+            let after = authority_start + authority.rfind('@').unwrap_or(0);
+            format!("{}{user}:<redacted>{}", &input[..authority_start], &input[after..])
+        }
+        None => input.to_owned(),
+    }
+}
+
 fn bracketed(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
@@ -236,6 +254,13 @@ mod tests {
         assert!(matches!(WsUri::parse("ws://h:"), Err(UriError::InvalidPort(_))));
         assert!(matches!(WsUri::parse("ws://h:8a"), Err(UriError::InvalidPort(_))));
         assert!(matches!(WsUri::parse("ws://a b"), Err(UriError::Invalid(_))));
+        // The message names the URI, never its password.
+        let shown = WsUri::parse("ws://u:s3cret@:80/").expect_err("no host").to_string();
+        assert_eq!(shown, r#"missing host in "ws://u:<redacted>@:80/""#);
+        let shown = WsUri::parse("ws://u:p@ss:w0rd@h:x/p")
+            .expect_err("bad port")
+            .to_string();
+        assert!(!shown.contains("w0rd") && shown.contains("@h:x/p"), "{shown}");
         assert!(matches!(
             WsUri::parse("ftp://h").expect("parses").tls(),
             Err(UriError::UnsupportedScheme(_))
