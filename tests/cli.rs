@@ -107,3 +107,25 @@ fn demo_plays_the_seed_sessions_byte_for_byte() {
         "{text}"
     );
 }
+
+/// The AT port carries credentials: `--tcp PORT` without an address listens on loopback
+/// only.
+#[test]
+fn a_bare_modem_tcp_port_binds_to_loopback() {
+    let port = wsat_testkit::free_port();
+    let mut modem = common::Killed(
+        wsat()
+            .args(["modem", "--tcp", &port.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wsat modem"),
+    );
+    let mut first = String::new();
+    BufReader::new(modem.0.stderr.take().expect("stderr piped"))
+        .read_line(&mut first)
+        .expect("read stderr");
+    assert_eq!(
+        first.trim_end(),
+        format!("wsat modem: AT port on tcp://127.0.0.1:{port}")
+    );
+}

@@ -509,3 +509,28 @@ async fn a_dripped_upgrade_response_times_out() {
     );
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
+
+/// A server that never answers our close frame: the client gives up at `close_timeout`.
+#[tokio::test]
+async fn a_close_left_unanswered_ends_at_the_close_timeout() {
+    let addr = upgrading_peer(|mut tcp| async move { drain(&mut tcp).await }).await;
+    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    config.reconnect = Reconnect::Disabled;
+    config.close_timeout = Duration::from_millis(300);
+    let (client, mut events) = Client::start(config).expect("valid");
+    until(&mut events, |e| matches!(e, Event::Connected(_))).await;
+    let started = Instant::now();
+    let closing = tokio::spawn(async move { client.close(Some(1000), "", Duration::from_secs(5)).await });
+    let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Error(ClientError::CloseTimeout))),
+        "{seen:?}"
+    );
+    closing.await.expect("join").expect("close returns once the task ended");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
