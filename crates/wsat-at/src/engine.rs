@@ -5,11 +5,11 @@
 use crate::asctime::asctime;
 use crate::commands::{self, ws, Command, DataPurpose, Outcome, Pending};
 use crate::line::{contains_force_restart, LineAssembler};
-use crate::output::{self, code, DataChunk, DataFormat, ResultCode};
+use crate::output::{self, code, DataFormat, ReceivedChunk, ResultCode};
 use crate::params::Params;
 use crate::parser::{self, Kind, ParsedLine};
 use crate::state::State;
-use crate::types::{Action, Completion, EngineConfig, LinkEvent, LinkHandle, PortState};
+use crate::types::{Action, Completion, EngineConfig, LinkEvent, LinkHandle, LinkStatus, PortState};
 
 /// Port state of the receive task.
 #[derive(Debug)]
@@ -157,13 +157,13 @@ impl Engine {
             return;
         };
         match event {
-            LinkEvent::Connecting => open.state = 1,
+            LinkEvent::Connecting => open.status = LinkStatus::Connecting,
             LinkEvent::Connected => {
-                open.state = 2;
+                open.status = LinkStatus::Connected;
                 self.st.emit(output::ws_connected(id));
             }
             LinkEvent::Disconnected => {
-                open.state = 3;
+                open.status = LinkStatus::WaitingToReconnect;
                 self.st.emit(output::ws_disconnected(id));
             }
             LinkEvent::Closed => {
@@ -180,7 +180,7 @@ impl Engine {
                 let piece = output::ws_data(
                     id,
                     format,
-                    DataChunk {
+                    ReceivedChunk {
                         opcode,
                         fin,
                         payload_len,
@@ -195,9 +195,9 @@ impl Engine {
         }
     }
 
-    /// State mirror of link `id` as AT+WSOPEN? shows it (1/2/3), `None` if not open.
-    pub fn link_state(&self, id: usize) -> Option<u8> {
-        self.st.links.get(id).and_then(|s| s.link.as_ref()).map(|l| l.state)
+    /// Link `id`'s state as AT+WSOPEN? shows it, `None` if not open.
+    pub fn link_status(&self, id: usize) -> Option<LinkStatus> {
+        self.st.links.get(id).and_then(|s| s.link.as_ref()).map(|l| l.status)
     }
 
     /// Where input currently goes (addition to the brief's API; see [`PortState`]).
@@ -319,9 +319,10 @@ impl Engine {
                 };
                 self.st.emit(output::PROMPT);
             }
-            Outcome::Await(pending) => {
+            Outcome::Await { action, until } => {
+                self.st.actions.push_back(action);
                 self.port = Port::Busy;
-                self.pending = Some(pending);
+                self.pending = Some(until);
             }
             Outcome::Restart => {
                 self.st.emit(output::OK);

@@ -2,7 +2,7 @@
 //! restart, completions and link-event filtering.
 
 use crate::testutil::{esc, T};
-use crate::{Action, Completion, LinkEvent, PortState};
+use crate::{Action, Completion, LinkEvent, LinkStatus, PortState};
 
 #[test]
 fn bare_at() {
@@ -263,7 +263,7 @@ fn forced_restart_while_busy() {
     t.e.complete(Completion::Open { link, ok: true });
     t.e.handle_link_event(link0, LinkEvent::Disconnected);
     assert_eq!(t.out(), "");
-    assert_eq!(t.e.link_state(0), None);
+    assert_eq!(t.e.link_status(0), None);
     assert_eq!(t.io(b"AT+WSHEAD?\r\n"), esc(b"AT+WSHEAD?\r\n\r\nOK\r\n"));
 }
 
@@ -371,7 +371,7 @@ fn urcs_interleave_while_busy_and_in_data_mode() {
     t.e.handle_link_event(link, LinkEvent::Disconnected);
     t.e.complete(Completion::Send { link, ok: false });
     assert_eq!(t.out(), esc(b"+WS_DISCONNECTED:0\r\n\r\nERROR\r\n"));
-    assert_eq!(t.e.link_state(0), Some(3));
+    assert_eq!(t.e.link_status(0), Some(LinkStatus::WaitingToReconnect));
 }
 
 #[test]
@@ -394,7 +394,7 @@ fn mismatched_completions_are_ignored() {
     t.e.complete(Completion::Close { link });
     t.e.complete(Completion::Time { unix_seconds: 0 });
     assert_eq!(t.out(), "");
-    assert_eq!(t.e.link_state(0), Some(2));
+    assert_eq!(t.e.link_status(0), Some(LinkStatus::Connected));
     t.io(b"AT+WSCLOSE=0\r\n");
     t.out();
     let wrong = crate::LinkHandle {

@@ -51,5 +51,6 @@ pub use commands::system::BUILD_STAMP;
 pub use commands::ws::MAX_HEADER_BYTES;
 pub use engine::Engine;
 pub use types::{
-    Action, Completion, EngineConfig, Firmware, LinkConfig, LinkEvent, LinkHandle, OpenRequest, Pki, PortState,
+    Action, Completion, EngineConfig, Firmware, LinkConfig, LinkEvent, LinkHandle, LinkStatus, OpenRequest, Pki,
+    PortState,
 };

@@ -2,7 +2,7 @@
 //! configuration (`config[L]`), the master AT+WSDATAFMT setting and a generation counter.
 
 use crate::output::DataFormat;
-use crate::types::{LinkConfig, LinkHandle};
+use crate::types::{LinkConfig, LinkHandle, LinkStatus};
 
 /// A link whose handle exists (any connection state).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,8 +11,8 @@ pub(crate) struct OpenLink {
     pub handle: LinkHandle,
     /// URI as given to AT+WSOPEN (after unescaping), listed verbatim by AT+WSOPEN?.
     pub uri: Vec<u8>,
-    /// Mirror of the library state: 1 connecting, 2 connected, 3 waiting to reconnect.
-    pub state: u8,
+    /// Mirror of the library's state.
+    pub status: LinkStatus,
 }
 
 /// One link id's slot.
@@ -131,7 +131,7 @@ mod tests {
         slot.link = Some(OpenLink {
             handle: h,
             uri: b"ws://h".to_vec(),
-            state: 1,
+            status: LinkStatus::Connecting,
         });
         slot.config = Some(LinkConfig::default());
         slot.format.level = 2;

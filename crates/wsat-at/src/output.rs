@@ -82,9 +82,10 @@ impl Default for DataFormat {
     }
 }
 
-/// One received chunk as described by a [`crate::LinkEvent::Data`].
+/// One received chunk as a [`crate::LinkEvent::Data`] describes it, borrowed for formatting
+/// (not `wsat_proto::DataChunk`, which owns its bytes).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DataChunk<'a> {
+pub(crate) struct ReceivedChunk<'a> {
     /// Frame opcode.
     pub opcode: u8,
     /// Frame FIN bit.
@@ -99,7 +100,7 @@ pub(crate) struct DataChunk<'a> {
 
 /// Formats one `+WS_DATA` write; `None` when there is nothing to write (control/reserved opcodes,
 /// or a middle chunk without header/trailer that carries no bytes).
-pub(crate) fn ws_data(id: usize, fmt: DataFormat, chunk: DataChunk<'_>) -> Option<Vec<u8>> {
+pub(crate) fn ws_data(id: usize, fmt: DataFormat, chunk: ReceivedChunk<'_>) -> Option<Vec<u8>> {
     if chunk.opcode > 2 {
         return None;
     }
@@ -138,8 +139,8 @@ pub(crate) fn ws_data(id: usize, fmt: DataFormat, chunk: DataChunk<'_>) -> Optio
 mod tests {
     use super::*;
 
-    fn chunk(opcode: u8, fin: bool, payload_len: u64, offset: u64, data: &[u8]) -> DataChunk<'_> {
-        DataChunk {
+    fn chunk(opcode: u8, fin: bool, payload_len: u64, offset: u64, data: &[u8]) -> ReceivedChunk<'_> {
+        ReceivedChunk {
             opcode,
             fin,
             payload_len,

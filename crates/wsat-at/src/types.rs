@@ -182,6 +182,29 @@ pub enum Completion {
     },
 }
 
+/// A link's connection state, as `AT+WSOPEN?` prints it (spec §6.2, §10): the engine's
+/// mirror of the link's last [`LinkEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// Connecting: after AT+WSOPEN, and during each reconnect attempt (printed `1`).
+    Connecting,
+    /// Connected (printed `2`).
+    Connected,
+    /// Disconnected, waiting to reconnect (printed `3`).
+    WaitingToReconnect,
+}
+
+impl LinkStatus {
+    /// The number `AT+WSOPEN?` prints for it.
+    pub fn code(self) -> u8 {
+        match self {
+            LinkStatus::Connecting => 1,
+            LinkStatus::Connected => 2,
+            LinkStatus::WaitingToReconnect => 3,
+        }
+    }
+}
+
 /// Something a running link reports (fed with [`crate::Engine::handle_link_event`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {

@@ -137,7 +137,7 @@ fn t13_5_unsolicited_lifecycle() {
     assert_eq!(g.device(), d(&[b"+WS_DISCONNECTED:0\r\n"]));
     g.reconnect(0, true);
     assert_eq!(g.device(), d(&[b"+WS_CONNECTED:0\r\n"]));
-    assert_eq!(g.engine.link_state(0), Some(2));
+    assert_eq!(g.engine.link_status(0), Some(wsat_at::LinkStatus::Connected));
     g.server_close(0);
     assert_eq!(g.device(), d(&[b"+WS_CLOSED:0\r\n"]));
     g.host(b"AT+WSOPEN?\r\n");

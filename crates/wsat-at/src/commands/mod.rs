@@ -7,7 +7,7 @@ pub(crate) mod ws;
 use crate::output::ResultCode;
 use crate::params::Params;
 use crate::state::State;
-use crate::types::{Firmware, LinkHandle};
+use crate::types::{Action, Firmware, LinkHandle};
 
 /// A command handler: state plus (for set) the parameters; returns what happens next.
 pub(crate) type Handler = fn(&mut State, &Params) -> Outcome;
@@ -38,8 +38,15 @@ pub(crate) enum Outcome {
         /// Who gets them.
         purpose: DataPurpose,
     },
-    /// An action was queued; stay BUSY until its completion.
-    Await(Pending),
+    /// Hand `action` to the glue and stay BUSY until the completion `until` names. One
+    /// value for both, so a handler cannot queue an action and forget to wait (or wait for
+    /// an action it never queued).
+    Await {
+        /// What the glue must do.
+        action: Action,
+        /// The completion that ends the command.
+        until: Pending,
+    },
     /// AT+RST: print OK, then reboot.
     Restart,
 }

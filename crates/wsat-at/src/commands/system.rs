@@ -236,10 +236,12 @@ fn set_sntpcfg(st: &mut State, p: &Params) -> Outcome {
 /// Asks the glue for the time; the engine formats `+CIPSNTPTIME:<asctime>` (no CR LF) + OK.
 fn query_sntptime(st: &mut State, _: &Params) -> Outcome {
     let offset_minutes = timezone_minutes(st.sntp.timezone).unwrap_or(0);
-    st.actions.push_back(Action::QueryTime {
-        utc_offset_minutes: offset_minutes,
-    });
-    Outcome::Await(Pending::Time { offset_minutes })
+    Outcome::Await {
+        action: Action::QueryTime {
+            utc_offset_minutes: offset_minutes,
+        },
+        until: Pending::Time { offset_minutes },
+    }
 }
 
 #[cfg(test)]

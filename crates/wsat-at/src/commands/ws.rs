@@ -6,7 +6,7 @@ use crate::links::OpenLink;
 use crate::output::{DataFormat, ResultCode};
 use crate::params::{Got, Params};
 use crate::state::State;
-use crate::types::{Action, Firmware, LinkConfig, OpenRequest};
+use crate::types::{Action, Firmware, LinkConfig, LinkStatus, OpenRequest};
 use crate::uri::{self, UriCheck};
 
 /// Largest AT+WSHEAD length accepted; stands in for the firmware's heap allocation failure.
@@ -282,10 +282,16 @@ fn set_wsopen(st: &mut State, p: &Params) -> Outcome {
         config,
     };
     if let Some(slot) = st.links.get_mut(id) {
-        slot.link = Some(OpenLink { handle, uri, state: 1 });
+        slot.link = Some(OpenLink {
+            handle,
+            uri,
+            status: LinkStatus::Connecting,
+        });
     }
-    st.actions.push_back(Action::Open { link: handle, request });
-    Outcome::Await(Pending::Open(handle))
+    Outcome::Await {
+        action: Action::Open { link: handle, request },
+        until: Pending::Open(handle),
+    }
 }
 
 /// `+WSOPEN:<id>,<state>,"<uri>"` for each open link.
@@ -295,7 +301,7 @@ fn query_wsopen(st: &mut State, _: &Params) -> Outcome {
         .iter()
         .filter_map(|(id, slot)| slot.link.as_ref().map(|l| (id, l)))
         .map(|(id, l)| {
-            let mut line = format!("+WSOPEN:{id},{},\"", l.state).into_bytes();
+            let mut line = format!("+WSOPEN:{id},{},\"", l.status.code()).into_bytes();
             line.extend_from_slice(&l.uri);
             line.extend_from_slice(b"\"\r\n");
             line
@@ -383,17 +389,19 @@ pub(crate) fn finish_send(st: &mut State, plan: SendPlan, payload: Vec<u8>) -> O
             (_, false) => return error(),
         }
     };
-    st.actions.push_back(Action::Send {
-        link: plan.link,
-        opcode,
-        fin,
-        payload,
-        timeout_ms: plan.timeout_ms,
-    });
-    Outcome::Await(Pending::Send {
-        link: plan.link,
-        force_error,
-    })
+    Outcome::Await {
+        action: Action::Send {
+            link: plan.link,
+            opcode,
+            fin,
+            payload,
+            timeout_ms: plan.timeout_ms,
+        },
+        until: Pending::Send {
+            link: plan.link,
+            force_error,
+        },
+    }
 }
 
 /// Master `AT+WSDATAFMT=<id>[,<level>][,<mask>]`: exactly three parameters (§9.2).
@@ -434,10 +442,10 @@ fn set_wsclose(st: &mut State, p: &Params) -> Outcome {
     }
     let handle = st.links.get(id).and_then(|s| s.link.as_ref()).map(|l| l.handle);
     match handle {
-        Some(link) => {
-            st.actions.push_back(Action::Close { link });
-            Outcome::Await(Pending::Close(link))
-        }
+        Some(link) => Outcome::Await {
+            action: Action::Close { link },
+            until: Pending::Close(link),
+        },
         None => {
             st.links.clean(id);
             Outcome::Done(ResultCode::Ok)

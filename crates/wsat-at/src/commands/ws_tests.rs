@@ -1,7 +1,7 @@
 //! AT+WSCFG / WSHEAD / WSOPEN / WSSEND / WSDATAFMT / WSCLOSE rules (spec §4–§9), exact bytes.
 
 use crate::testutil::{esc, T};
-use crate::{Action, Completion, LinkConfig, LinkEvent, LinkHandle, OpenRequest, PortState};
+use crate::{Action, Completion, LinkConfig, LinkEvent, LinkHandle, LinkStatus, OpenRequest, PortState};
 
 /// Runs `cmd` with echo off and returns the output.
 fn run(t: &mut T, cmd: &str) -> String {
@@ -397,11 +397,11 @@ fn wsopen_failure_cleans_the_link_and_config() {
     run(&mut t, "AT+WSOPEN=1,\"ws://10.0.0.99:9\"");
     let (link, req) = expect_open(&mut t);
     assert_eq!(req.config.buffer_size, 2048);
-    assert_eq!(t.e.link_state(1), Some(1));
+    assert_eq!(t.e.link_status(1), Some(LinkStatus::Connecting));
     t.e.handle_link_event(link, LinkEvent::Disconnected);
     t.e.complete(Completion::Open { link, ok: false });
     assert_eq!(t.out(), esc(b"+WS_DISCONNECTED:1\r\n\r\nERROR\r\n"));
-    assert_eq!(t.e.link_state(1), None);
+    assert_eq!(t.e.link_status(1), None);
     // A late event of the failed attempt is ignored.
     t.e.handle_link_event(link, LinkEvent::Connected);
     assert_eq!(t.out(), "");
@@ -418,7 +418,7 @@ fn wsopen_late_connected_then_error() {
     t.e.handle_link_event(link, LinkEvent::Connected);
     t.e.complete(Completion::Open { link, ok: false });
     assert_eq!(t.out(), esc(b"+WS_CONNECTED:0\r\n\r\nERROR\r\n"));
-    assert_eq!(t.e.link_state(0), None);
+    assert_eq!(t.e.link_status(0), None);
 }
 
 #[test]
@@ -433,7 +433,7 @@ fn wsopen_query_lists_open_links_verbatim() {
         esc(b"+WSOPEN:0,3,\"ws://h:1/p\"\r\n+WSOPEN:2,2,\"wss://H:443/?a=\"b\"\"\r\n\r\nOK\r\n")
     );
     t.e.handle_link_event(l0, LinkEvent::Connecting);
-    assert_eq!(t.e.link_state(0), Some(1));
+    assert_eq!(t.e.link_status(0), Some(LinkStatus::Connecting));
 }
 
 // ---------------------------------------------------------------- AT+WSSEND
@@ -496,7 +496,7 @@ fn wssend_close_opcode_is_sent_raw_and_keeps_the_link() {
     );
     t.e.complete(Completion::Send { link, ok: true });
     assert_eq!(t.out(), esc(b"\r\nSEND OK\r\n"));
-    assert_eq!(t.e.link_state(0), Some(2));
+    assert_eq!(t.e.link_status(0), Some(LinkStatus::Connected));
 }
 
 #[test]
@@ -647,7 +647,7 @@ fn wsclose_open_link_waits_for_completion() {
     );
     t.e.complete(Completion::Close { link });
     assert_eq!(t.out(), esc(b"+WS_DATA:1,1,\x07\r\n\r\nOK\r\n"));
-    assert_eq!(t.e.link_state(1), None);
+    assert_eq!(t.e.link_status(1), None);
     t.e.handle_link_event(link, LinkEvent::Disconnected);
     assert_eq!(t.out(), "");
     assert_eq!(run(&mut t, "AT+WSSEND=1,4"), ERR);
