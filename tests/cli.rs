@@ -129,3 +129,31 @@ fn a_bare_modem_tcp_port_binds_to_loopback() {
         format!("wsat modem: AT port on tcp://127.0.0.1:{port}")
     );
 }
+
+/// A stdio modem whose host stopped reading for good (stdout closed) ends, as when the
+/// host detaches, instead of answering into the void for ever.
+#[test]
+fn a_stdio_modem_ends_when_its_stdout_is_gone() {
+    use std::io::Read;
+    let mut modem = common::Killed(
+        wsat()
+            .arg("modem")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn wsat modem"),
+    );
+    let mut stdout = modem.0.stdout.take().expect("stdout piped");
+    let mut banner = [0u8; 9];
+    stdout.read_exact(&mut banner).expect("the banner");
+    assert_eq!(&banner, b"\r\nready\r\n");
+    drop(stdout);
+    let mut stdin = modem.0.stdin.take().expect("stdin piped");
+    stdin.write_all(b"AT\r\n").expect("a command");
+    stdin.flush().expect("flush");
+    // Keep stdin open: only the failed write can end it.
+    let code = exit_within(&mut modem.0, Duration::from_secs(5));
+    drop(stdin);
+    assert!(code.is_some(), "ended by a signal instead of exiting");
+}

@@ -1,5 +1,18 @@
 //! One AT link: a wsat-client configured as the firmware's ESP client, translating its
 //! events into the engine's link events and completions, in the firmware's order.
+//!
+//! # `SEND OK` comes before the echo's `+WS_DATA`
+//!
+//! On the chip, `AT+WSSEND` answers `SEND OK` once the frame is written, and the link task
+//! only reads the server's echo after that (spec §7.3, §13.1): a host always sees
+//! `\r\nSEND OK\r\n` before the `+WS_DATA` of the echo. wsat keeps that order here, in
+//! [`run`], and only here, by relying on one guarantee of [`Client::send_part`]: its future
+//! resolves before the client reads anything more from the socket than it had read when the
+//! frame was written, so an echo's event always comes after the send's completion is ready.
+//! [`run`]'s `select!` is `biased` with the send's completion first: when both are ready, the
+//! completion (`SEND OK`) is reported to the modem loop before the event (`+WS_DATA`), and
+//! the modem loop handles link messages in the order they were sent. The seed transcripts
+//! (`tests/modem_*`, `wsat demo`) check the bytes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -145,9 +158,9 @@ pub async fn run(
                 let settle = match outcome {
                     SendOutcome::TimedOut => {
                         client.abort().await;
-                        Some(Duration::from_secs(2))
+                        Some(ABORT_REPORT_BOUND)
                     }
-                    SendOutcome::Failed if client.state() != LinkState::Connected => Some(Duration::from_millis(200)),
+                    SendOutcome::Failed if client.state() != LinkState::Connected => Some(LOSS_REPORT_BOUND),
                     _ => None,
                 };
                 if let (Some(settle), true) = (settle, events_open) {
@@ -184,6 +197,16 @@ pub async fn run(
         }
     }
 }
+
+/// How long a link waits for the `Disconnected` of the abort it asked for after a timed-out
+/// AT+WSSEND, so that `+WS_DISCONNECTED` comes before the `ERROR` (spec §7.3). The client
+/// reports it within one round of its task; the bound only guards against a task that died.
+const ABORT_REPORT_BOUND: Duration = Duration::from_secs(2);
+
+/// How long a link waits, after a send failed because the link was going down, for the
+/// `Disconnected` that the client may still be about to report (it may also have reported
+/// it already, which is why this wait is short).
+const LOSS_REPORT_BOUND: Duration = Duration::from_millis(200);
 
 /// Forwards events until the link's `Disconnected` (or `settle` runs out); `false` if the
 /// client finished meanwhile.
@@ -285,9 +308,7 @@ enum SendOutcome {
 async fn send(client: Client, opcode: u8, fin: bool, payload: Vec<u8>, timeout_ms: u32) -> SendOutcome {
     // A timeout of 0 means "do not wait" on the chip; a write still needs a moment here.
     let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms.max(100)));
-    while client.state() == LinkState::Connecting && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let _ = tokio::time::timeout_at(deadline, client.wait_for_state(|s| s != LinkState::Connecting)).await;
     let len = payload.len();
     let remaining = deadline
         .saturating_duration_since(Instant::now())

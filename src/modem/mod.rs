@@ -110,15 +110,19 @@ impl Modem {
                     }
                 },
             }
-            self.drive().await;
+            if !self.drive().await && self.options.exit_on_detach {
+                break;
+            }
         }
         for (_, link) in self.links.drain() {
             link.task.abort();
         }
     }
 
-    /// Carries out the engine's actions and writes its output, until it has none.
-    async fn drive(&mut self) {
+    /// Carries out the engine's actions and writes its output, until it has none; `false`
+    /// when the port failed a write meanwhile, which counts as the host detaching.
+    async fn drive(&mut self) -> bool {
+        let mut attached = true;
         loop {
             let mut progressed = false;
             while let Some(action) = self.engine.poll_action() {
@@ -132,8 +136,9 @@ impl Modem {
                 }
                 if let Some(w) = self.writer.as_mut() {
                     if let Err(e) = w.write(&piece).await {
-                        tracing::info!("AT port write failed: {e}");
+                        tracing::info!("AT port write failed: {e}; detached");
                         self.writer = None;
+                        attached = false;
                     }
                 }
             }
@@ -141,7 +146,7 @@ impl Modem {
                 if let Some(t) = self.options.trace.as_mut() {
                     t.end_round();
                 }
-                return;
+                return attached;
             }
         }
     }

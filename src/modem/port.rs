@@ -166,7 +166,9 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    let writer = spawn_writer(writer);
+    // A port that retries its end of input (pty, serial) also outlives write errors.
+    let gone = (!retry_eof).then(|| events.clone());
+    let writer = spawn_writer(writer, gone);
     std::thread::spawn(move || {
         if events.blocking_send(PortEvent::Attached(writer)) {
             read_loop(reader, &events, retry_eof);
@@ -204,21 +206,38 @@ fn read_loop<R: Read>(mut reader: R, events: &PortSender, retry_eof: bool) {
 }
 
 /// Writes every piece with one write each, flushing after each, then returns its share of
-/// the budget.
-fn spawn_writer<W: Write + Send + 'static>(mut writer: W) -> PortWriter {
+/// the budget. On a port that cannot come back (stdout, given `gone`), a write error ends
+/// the thread and reports [`PortEvent::Detached`] on `gone`: the modem loop learns that the
+/// host is gone (and the modem's later writes fail at once). On a pty or a serial device
+/// errors pass (no peer yet, an adapter replugged): the first of a run is logged.
+fn spawn_writer<W: Write + Send + 'static>(mut writer: W, gone: Option<PortSender>) -> PortWriter {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, OwnedSemaphorePermit)>();
+    let budget = Arc::new(Semaphore::new(WRITER_BUDGET));
+    let closing = budget.clone();
     std::thread::spawn(move || {
+        let mut failing = false;
         while let Some((piece, permit)) = rx.blocking_recv() {
-            if let Err(e) = writer.write_all(&piece).and_then(|()| writer.flush()) {
-                tracing::warn!("port write failed: {e}");
+            match writer.write_all(&piece).and_then(|()| writer.flush()) {
+                Ok(()) => failing = false,
+                Err(e) => match &gone {
+                    None => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!("port write failed: {e}");
+                        }
+                    }
+                    Some(events) => {
+                        tracing::warn!("port write failed: {e}; the host is gone");
+                        // Waiting writers fail at once rather than wait for room that never comes.
+                        closing.close();
+                        events.blocking_send(PortEvent::Detached);
+                        return;
+                    }
+                },
             }
             drop(permit);
         }
     });
-    PortWriter::Thread(ThreadWriter {
-        pieces: tx,
-        budget: Arc::new(Semaphore::new(WRITER_BUDGET)),
-    })
+    PortWriter::Thread(ThreadWriter { pieces: tx, budget })
 }
 
 /// Standard input and output. The end of input ends the modem.

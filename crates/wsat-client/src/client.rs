@@ -108,6 +108,13 @@ impl Client {
         self.shared.state()
     }
 
+    /// Waits until the link's state satisfies `wanted` and returns that state (at once if it
+    /// already does): e.g. until a connect attempt in progress has ended. Bound it with a
+    /// timeout; a stopped client stays [`LinkState::Stopped`].
+    pub async fn wait_for_state(&self, wanted: impl Fn(LinkState) -> bool) -> LinkState {
+        self.shared.state_when(wanted).await
+    }
+
     /// Whether the connection is up.
     pub fn is_connected(&self) -> bool {
         self.state() == LinkState::Connected
@@ -116,6 +123,11 @@ impl Client {
     /// Sends one message the ESP client's way: split into frames of at most `buffer_size`
     /// bytes, `opcode` first, continuations after, FIN on the last. Any opcode goes,
     /// reserved ones included. Returns the payload length once written to the transport.
+    ///
+    /// Ordering guarantee (every send method): the reply is handed over before the client
+    /// reads anything more from the socket, so it is ready before the event of any answer
+    /// the server sent after receiving these frames (the modem's `SEND OK` before the
+    /// echo's `+WS_DATA` rests on it).
     pub async fn send(
         &self,
         opcode: OpCode,

@@ -6,7 +6,6 @@ use crate::ClientError;
 
 /// The firmware's link state, as `AT+WSOPEN?` prints it (the ESP client's internal enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum LinkState {
     /// Not running (never started, stopped or finished).
     Stopped = 0,
@@ -18,19 +17,6 @@ pub enum LinkState {
     WaitingToReconnect = 3,
     /// The closing handshake is in progress.
     Closing = 4,
-}
-
-impl LinkState {
-    /// The state with this number; unknown numbers read as [`LinkState::Stopped`].
-    pub fn from_u8(value: u8) -> Self {
-        match value {
-            1 => LinkState::Connecting,
-            2 => LinkState::Connected,
-            3 => LinkState::WaitingToReconnect,
-            4 => LinkState::Closing,
-            _ => LinkState::Stopped,
-        }
-    }
 }
 
 /// Details of an accepted upgrade.

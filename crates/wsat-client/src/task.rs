@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -42,22 +41,31 @@ pub(crate) enum Command {
 /// State shared between the task and its handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    state: AtomicU8,
+    state: watch::Sender<LinkState>,
 }
 
 impl Shared {
     pub(crate) fn new() -> Self {
         Shared {
-            state: AtomicU8::new(LinkState::Stopped as u8),
+            state: watch::Sender::new(LinkState::Stopped),
         }
     }
 
     pub(crate) fn state(&self) -> LinkState {
-        LinkState::from_u8(self.state.load(Ordering::Acquire))
+        *self.state.borrow()
+    }
+
+    /// Resolves with the state once `wanted` holds for it (at once if it already does).
+    pub(crate) async fn state_when(&self, wanted: impl Fn(LinkState) -> bool) -> LinkState {
+        let mut changes = self.state.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let state = changes.wait_for(|s| wanted(*s)).await.map(|s| *s);
+        state.unwrap_or_else(|_| self.state())
     }
 
     fn set(&self, state: LinkState) {
-        self.state.store(state as u8, Ordering::Release);
+        self.state
+            .send_if_modified(|current| std::mem::replace(current, state) != state);
     }
 }
 
