@@ -33,6 +33,7 @@
 mod asctime;
 mod commands;
 mod engine;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod line;

@@ -22,6 +22,7 @@ mod connection;
 mod decode;
 pub mod encode;
 mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
