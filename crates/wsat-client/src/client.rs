@@ -1,6 +1,5 @@
 //! The client handle: start, send, close, stop, state.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use wsat_proto::OpCode;
 use crate::budget::EventBudget;
 use crate::config::ClientConfig;
 use crate::event::{Event, LinkState};
+use crate::outlet::EventOutlet;
 use crate::task::{Command, Shared, Task};
 use crate::ClientError;
 
@@ -81,10 +81,7 @@ impl Client {
             shared: shared.clone(),
             commands: cmd_rx,
             stop: stop_rx,
-            events: ev_tx,
-            demand: demand.clone(),
-            budget: budget.clone(),
-            pending: VecDeque::new(),
+            outlet: EventOutlet::new(ev_tx, demand.clone(), budget.clone()),
         };
         let handle = tokio::spawn(task.run());
         let client = Client {
