@@ -534,3 +534,25 @@ async fn a_close_left_unanswered_ends_at_the_close_timeout() {
         "{took:?}"
     );
 }
+
+/// A `ws://` URI that redirects to `wss://` is followed (TLS is set up for the hop), and
+/// keeps no credential: the scheme changed.
+#[tokio::test]
+async fn a_redirect_from_ws_to_wss_is_followed_with_tls() {
+    let pki = TestPki::generate();
+    let tls = wsat::tls_server::server_config(pki.server.cert_pem.as_bytes(), pki.server.key_pem.as_bytes(), None)
+        .expect("server TLS config");
+    let echo = wsat::echo_server::EchoServer::bind("127.0.0.1:0", Some(tls))
+        .await
+        .expect("bind");
+    let secure_port = echo.local_addr().expect("bound").port();
+    let _echo = echo.spawn();
+    let (plain, _) = redirecting_peer(format!("wss://localhost:{secure_port}/up")).await;
+    let mut config = with_credentials(format!("ws://{plain}/start"));
+    config.tls.ca_pem = Some(pki.ca.cert_pem.clone().into_bytes());
+    let seen = attempt(config).await;
+    match seen.last() {
+        Some(Event::Connected(info)) => assert_eq!(info.uri, format!("wss://localhost:{secure_port}/up")),
+        other => panic!("not connected: {other:?} after {seen:?}"),
+    }
+}

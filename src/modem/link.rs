@@ -3,16 +3,17 @@
 //!
 //! # `SEND OK` comes before the echo's `+WS_DATA`
 //!
-//! On the chip, `AT+WSSEND` answers `SEND OK` once the frame is written, and the link task
-//! only reads the server's echo after that (spec §7.3, §13.1): a host always sees
-//! `\r\nSEND OK\r\n` before the `+WS_DATA` of the echo. wsat keeps that order here, in
-//! [`run`], and only here, by relying on one guarantee of [`Client::send_part`]: its future
-//! resolves before the client reads anything more from the socket than it had read when the
-//! frame was written, so an echo's event always comes after the send's completion is ready.
-//! [`run`]'s `select!` is `biased` with the send's completion first: when both are ready, the
-//! completion (`SEND OK`) is reported to the modem loop before the event (`+WS_DATA`), and
-//! the modem loop handles link messages in the order they were sent. The seed transcripts
-//! (`tests/modem_*`, `wsat demo`) check the bytes.
+//! On the chip, `AT+WSSEND` answers `SEND OK` once the frame is written, and the echo's
+//! `+WS_DATA` usually follows it, though the chip may print the echo first when it races
+//! the result (spec §13.1). wsat always prints `SEND OK` first, so that transcripts are
+//! deterministic (a driver that accepts both orders works against either). The order is
+//! kept here, in [`run`], and only here, by relying on one guarantee of
+//! [`Client::send_part`]: its future resolves before the client reads anything more from
+//! the socket than it had read when the frame was written, so an echo's event always comes
+//! after the send's completion is ready. [`run`]'s `select!` is `biased` with the send's
+//! completion first: when both are ready, the completion (`SEND OK`) is reported to the
+//! modem loop before the event (`+WS_DATA`), and the modem loop handles link messages in
+//! the order they were sent. The seed transcripts (`tests/modem_*`, `wsat demo`) check it.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -38,7 +38,7 @@ pub enum Reconnect {
     Disabled,
     /// Wait this long before every new attempt (the ESP client's behaviour, 10 s default).
     Fixed(Duration),
-    /// Exponential backoff with full jitter: the n-th consecutive failure waits a random
+    /// Exponential backoff with equal jitter: the n-th consecutive failure waits a random
     /// time in `[d/2, d]` with `d = min(max, initial × 2ⁿ)`; a successful connect resets n.
     Backoff {
         /// The first delay.

@@ -58,8 +58,14 @@ pub(crate) async fn connect(
     let origin = config.target()?;
     let mut target = origin.clone();
     let mut hops = 0;
+    // Built up front for a wss URI (a bad configuration fails at start); for a ws URI only
+    // when a redirect leads to wss.
+    let mut tls = tls.cloned();
     loop {
-        let mut stream = transport::connect(&target, config, tls).await?;
+        if target.tls() && tls.is_none() {
+            tls = Some(config.tls.build()?);
+        }
+        let mut stream = transport::connect(&target, config, tls.as_ref()).await?;
         let handshake = ClientHandshake::new(&config.request(&target, &origin));
         match exchange(&mut stream, &handshake, config).await? {
             (
