@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{echo_server, exit_within, wsat};
+use common::{echo_server, wsat};
+use wsat_testkit::process::{exit_within, Killed};
 
 #[test]
 fn connect_and_echo_server_talk_and_eof_closes_cleanly() {
@@ -113,7 +114,7 @@ fn demo_plays_the_seed_sessions_byte_for_byte() {
 #[test]
 fn a_bare_modem_tcp_port_binds_to_loopback() {
     let port = wsat_testkit::free_port();
-    let mut modem = common::Killed(
+    let mut modem = Killed(
         wsat()
             .args(["modem", "--tcp", &port.to_string()])
             .stderr(Stdio::piped())
@@ -135,7 +136,7 @@ fn a_bare_modem_tcp_port_binds_to_loopback() {
 #[test]
 fn a_stdio_modem_ends_when_its_stdout_is_gone() {
     use std::io::Read;
-    let mut modem = common::Killed(
+    let mut modem = Killed(
         wsat()
             .arg("modem")
             .stdin(Stdio::piped())

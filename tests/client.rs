@@ -1,18 +1,18 @@
 //! wsat-client end to end on loopback, against wsat's own echo server and scripted peers:
 //! the ESP client's pytest cases restated, reconnect, keepalive, redirects, stop, TLS.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{accept_upgrade, drain, next, scripted_peer, until, STEP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsat::echo_server::EchoServer;
 use wsat_client::{
     Client, ClientConfig, ClientError, DataChunk, Delivery, DisconnectReason, Event, LinkState, OpCode, Reconnect,
     StopOutcome, Verification,
 };
+use wsat_testkit::events::{next, until, STEP};
+use wsat_testkit::frames::server_frame;
+use wsat_testkit::peer::{accept_upgrade, drain, read_request, ScriptedPeer};
 use wsat_testkit::TestPki;
 
 async fn echo_server() -> String {
@@ -118,10 +118,10 @@ async fn fragmented_text_and_binary_sends_come_back_joined() {
 #[tokio::test]
 async fn a_2000_byte_send_leaves_as_two_frames_and_any_opcode_goes_raw() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (addr, _peer) = scripted_peer(move |mut tcp| {
+    let peer = ScriptedPeer::start(move |mut tcp, _| {
         let tx = tx.clone();
         async move {
-            let leftover = accept_upgrade(&mut tcp).await;
+            let leftover = accept_upgrade(&mut tcp).await.after;
             let cfg = wsat_proto::ConnectionConfig {
                 strict: false,
                 ..wsat_proto::ConnectionConfig::rfc(wsat_proto::Role::Server)
@@ -143,9 +143,8 @@ async fn a_2000_byte_send_leaves_as_two_frames_and_any_opcode_goes_raw() {
                 }
             }
         }
-    })
-    .await;
-    let (client, _events) = connected(config(&format!("ws://{addr}"))).await;
+    });
+    let (client, _events) = connected(config(&format!("ws://{}", peer.addr()))).await;
     client
         .send(OpCode::TEXT, Bytes::from(vec![b'a'; 2000]), STEP)
         .await
@@ -238,23 +237,17 @@ async fn large_sends_queued_with_a_close_arrive_whole_and_in_order() {
 
 #[tokio::test]
 async fn frames_sent_with_the_101_are_not_lost() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
-        let mut buf = vec![0u8; 4096];
-        let mut got = Vec::new();
-        let req = loop {
-            let n = tcp.read(&mut buf).await.expect("read");
-            got.extend_from_slice(&buf[..n]);
-            if let Ok(Some(req)) = wsat_proto::handshake::parse_request(&got) {
-                break req;
-            }
-        };
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        let req = read_request(&mut tcp)
+            .await
+            .and_then(|r| r.upgrade())
+            .expect("an upgrade request");
         let mut resp = wsat_proto::handshake::accept_response(&req.key, None);
-        resp.extend_from_slice(&[0x81, 0x04, b'T', b'e', b's', b't']);
+        resp.extend_from_slice(&server_frame(1, true, b"Test"));
         tcp.write_all(&resp).await.expect("write");
         drain(&mut tcp).await;
-    })
-    .await;
-    let (_client, mut events) = connected(config(&format!("ws://{addr}"))).await;
+    });
+    let (_client, mut events) = connected(config(&format!("ws://{}", peer.addr()))).await;
     let ev = next(&mut events).await;
     assert_eq!(data(&ev).map(|d| &d.data[..]), Some(&b"Test"[..]));
 }
@@ -302,12 +295,11 @@ async fn reconnects_after_the_server_dies_and_comes_back() {
 
 #[tokio::test]
 async fn pong_timeout_against_a_server_that_never_answers_pings() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
         accept_upgrade(&mut tcp).await;
         drain(&mut tcp).await;
-    })
-    .await;
-    let mut c = config(&format!("ws://{addr}"));
+    });
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.ping_interval = Some(Duration::from_millis(100));
     c.pong_timeout = Some(Duration::from_millis(400));
     let started = Instant::now();
@@ -330,10 +322,8 @@ async fn pong_timeout_against_a_server_that_never_answers_pings() {
 
 #[tokio::test]
 async fn a_redirect_loop_stops_at_the_hop_limit_and_a_redirect_is_followed() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
-        let mut buf = vec![0u8; 4096];
-        let n = tcp.read(&mut buf).await.unwrap_or(0);
-        let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf[..n]) else {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        let Some(req) = read_request(&mut tcp).await.and_then(|r| r.upgrade()) else {
             return;
         };
         let resp = match req.target.as_str() {
@@ -343,9 +333,8 @@ async fn a_redirect_loop_stops_at_the_hop_limit_and_a_redirect_is_followed() {
         };
         let _ = tcp.write_all(&resp).await;
         drain(&mut tcp).await;
-    })
-    .await;
-    let mut c = config(&format!("ws://{addr}/loop"));
+    });
+    let mut c = config(&format!("ws://{}/loop", peer.addr()));
     c.max_redirects = 3;
     let (_client, mut events) = Client::start(c).expect("valid");
     let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
@@ -357,7 +346,7 @@ async fn a_redirect_loop_stops_at_the_hop_limit_and_a_redirect_is_followed() {
         "{seen:?}"
     );
 
-    let (_client, mut events) = Client::start(config(&format!("ws://{addr}/old"))).expect("valid");
+    let (_client, mut events) = Client::start(config(&format!("ws://{}/old", peer.addr()))).expect("valid");
     let seen = until(&mut events, |e| matches!(e, Event::Connected(_) | Event::Finish)).await;
     match seen.last() {
         Some(Event::Connected(info)) => assert!(info.uri.ends_with("/new"), "{info:?}"),
@@ -367,8 +356,8 @@ async fn a_redirect_loop_stops_at_the_hop_limit_and_a_redirect_is_followed() {
 
 #[tokio::test]
 async fn stop_during_a_hanging_connect_returns_within_its_bound() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move { drain(&mut tcp).await }).await;
-    let mut c = config(&format!("ws://{addr}"));
+    let peer = ScriptedPeer::start(|mut tcp, _| async move { drain(&mut tcp).await });
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.network_timeout = Duration::from_secs(60);
     let (client, mut events) = Client::start(c).expect("valid");
     assert!(matches!(next(&mut events).await, Event::BeforeConnect { .. }));
@@ -387,15 +376,13 @@ async fn stop_during_a_hanging_connect_returns_within_its_bound() {
 
 #[tokio::test]
 async fn refused_upgrade_reports_the_http_status() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
-        let mut buf = [0u8; 2048];
-        let _ = tcp.read(&mut buf).await;
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        let _ = read_request(&mut tcp).await;
         let _ = tcp
             .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             .await;
-    })
-    .await;
-    let (_client, mut events) = Client::start(config(&format!("ws://{addr}"))).expect("valid");
+    });
+    let (_client, mut events) = Client::start(config(&format!("ws://{}", peer.addr()))).expect("valid");
     let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
     let err = seen
         .iter()
@@ -600,13 +587,12 @@ async fn mutual_tls_needs_the_client_certificate() {
 #[tokio::test]
 async fn a_send_timeout_leaves_the_connection_up() {
     // The peer upgrades, then stops reading: TCP backpressure stalls our writes.
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
         accept_upgrade(&mut tcp).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(tcp);
-    })
-    .await;
-    let (client, _events) = connected(config(&format!("ws://{addr}"))).await;
+    });
+    let (client, _events) = connected(config(&format!("ws://{}", peer.addr()))).await;
     let big = Bytes::from(vec![7u8; 32 << 20]);
     let res = client
         .send_frame(OpCode::BINARY, true, big, Duration::from_millis(300))
@@ -624,17 +610,22 @@ async fn a_send_timeout_leaves_the_connection_up() {
 /// pong) must not stall lockstep delivery.
 #[tokio::test]
 async fn lockstep_delivery_gets_past_frames_without_events() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
         accept_upgrade(&mut tcp).await;
         let _ = tcp
-            .write_all(&[
-                0x8A, 0x00, 0x8A, 0x02, b'h', b'i', 0x81, 0x02, b'o', b'k', 0x88, 0x02, 0x03, 0xE8,
-            ])
+            .write_all(
+                &[
+                    server_frame(10, true, b""),
+                    server_frame(10, true, b"hi"),
+                    server_frame(1, true, b"ok"),
+                    server_frame(8, true, &1000u16.to_be_bytes()),
+                ]
+                .concat(),
+            )
             .await;
         drain(&mut tcp).await;
-    })
-    .await;
-    let mut c = config(&format!("ws://{addr}"));
+    });
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.delivery = Delivery::messages();
     c.event_capacity = 0;
     let (_client, mut events) = Client::start(c).expect("valid");
@@ -652,10 +643,8 @@ async fn lockstep_delivery_gets_past_frames_without_events() {
 
 #[tokio::test]
 async fn the_chosen_subprotocol_is_reported_and_an_unoffered_one_refused() {
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
-        let mut buf = vec![0u8; 4096];
-        let n = tcp.read(&mut buf).await.unwrap_or(0);
-        let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf[..n]) else {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        let Some(req) = read_request(&mut tcp).await.and_then(|r| r.upgrade()) else {
             return;
         };
         let choice = if req.subprotocols.iter().any(|p| p == "chat") {
@@ -667,9 +656,8 @@ async fn the_chosen_subprotocol_is_reported_and_an_unoffered_one_refused() {
             .write_all(&wsat_proto::handshake::accept_response(&req.key, Some(choice)))
             .await;
         drain(&mut tcp).await;
-    })
-    .await;
-    let mut c = config(&format!("ws://{addr}"));
+    });
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.subprotocol = Some("superchat, chat".into());
     let (client, mut events) = Client::start(c).expect("valid");
     let seen = until(&mut events, |e| matches!(e, Event::Connected(_) | Event::Finish)).await;
@@ -678,7 +666,7 @@ async fn the_chosen_subprotocol_is_reported_and_an_unoffered_one_refused() {
         other => panic!("{other:?}"),
     }
     client.stop(STEP).await;
-    let mut c = config(&format!("ws://{addr}"));
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.subprotocol = Some("v2".into());
     let (_client, mut events) = Client::start(c).expect("valid");
     let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;
@@ -692,13 +680,12 @@ async fn the_chosen_subprotocol_is_reported_and_an_unoffered_one_refused() {
 #[tokio::test]
 async fn reconnect_after_a_clean_close_when_asked() {
     // The server closes every connection cleanly right after the upgrade.
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
         accept_upgrade(&mut tcp).await;
-        let _ = tcp.write_all(&[0x88, 0x02, 0x03, 0xE9]).await;
+        let _ = tcp.write_all(&server_frame(8, true, &1001u16.to_be_bytes())).await;
         drain(&mut tcp).await;
-    })
-    .await;
-    let mut c = config(&format!("ws://{addr}"));
+    });
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.reconnect = Reconnect::Fixed(Duration::from_millis(50));
     c.reconnect_after_close = true;
     c.close_linger = Duration::from_millis(100);
@@ -715,7 +702,7 @@ async fn reconnect_after_a_clean_close_when_asked() {
     client.stop(STEP).await;
 
     // Without the option, a clean close ends the client.
-    let mut c = config(&format!("ws://{addr}"));
+    let mut c = config(&format!("ws://{}", peer.addr()));
     c.reconnect = Reconnect::Fixed(Duration::from_millis(50));
     let (_client, mut events) = Client::start(c).expect("valid");
     let seen = until(&mut events, |e| matches!(e, Event::Finish)).await;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{rss_kib, wsat, Killed};
-use wsat_proto::encode::encode_frame;
+use common::wsat;
 use wsat_proto::handshake::{ClientHandshake, HandshakeRequest, HandshakeResponse};
 use wsat_proto::uri::WsUri;
-use wsat_proto::OpCode;
+use wsat_testkit::frames::{client_frame, read_frame_blocking};
+use wsat_testkit::process::{rss_kib, Killed};
 
 /// Half an upgrade request: a request line and one header, never the blank line.
 const HALF_UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
@@ -130,40 +130,16 @@ fn upgrade(port: u16, within: Duration) -> io::Result<TcpStream> {
     }
 }
 
-/// One masked client frame (a client must mask; key 0 leaves the payload as is, so large
-/// frames cost no masking in the test).
-fn client_frame(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(payload.len() + 14);
-    encode_frame(&mut frame, opcode, true, Some(key), payload);
-    frame
-}
-
 /// The next server frame: its first header byte and its payload (servers never mask).
 fn read_frame(tcp: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
-    let mut head = [0u8; 2];
-    tcp.read_exact(&mut head)?;
-    assert_eq!(head[1] & 0x80, 0, "a server frame is never masked");
-    let len = match head[1] & 0x7F {
-        126 => {
-            let mut ext = [0u8; 2];
-            tcp.read_exact(&mut ext)?;
-            u64::from(u16::from_be_bytes(ext))
-        }
-        127 => {
-            let mut ext = [0u8; 8];
-            tcp.read_exact(&mut ext)?;
-            u64::from_be_bytes(ext)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0u8; usize::try_from(len).expect("a frame that fits in memory")];
-    tcp.read_exact(&mut payload)?;
-    Ok((head[0], payload))
+    let frame = read_frame_blocking(tcp)?;
+    assert!(!frame.masked, "a server frame is never masked");
+    Ok((frame.first, frame.payload))
 }
 
 /// Sends one text message on an upgraded connection and checks its echo.
 fn echo_on(tcp: &mut TcpStream, text: &str) -> io::Result<()> {
-    tcp.write_all(&client_frame(OpCode::TEXT, text.as_bytes(), [1, 2, 3, 4]))?;
+    tcp.write_all(&client_frame(1, true, [1, 2, 3, 4], text.as_bytes()))?;
     let (first, payload) = read_frame(tcp)?;
     assert_eq!(
         (first, payload.as_slice()),
@@ -343,7 +319,7 @@ fn a_peer_that_never_reads_cannot_make_the_server_queue_its_upload() {
     let writer = thread::spawn(move || -> io::Result<()> {
         wr.set_write_timeout(Some(Duration::from_secs(20)))?;
         for i in 0..MESSAGES {
-            for piece in client_frame(OpCode::BINARY, &payload(i, SIZE), [0; 4]).chunks(64 * 1024) {
+            for piece in client_frame(2, true, [0; 4], &payload(i, SIZE)).chunks(64 * 1024) {
                 wr.write_all(piece)?;
                 progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
             }

@@ -1,5 +1,5 @@
 //! The fault matrix (docs/FAULTS.md): one scripted misbehaviour of a WebSocket server per row
-//! (tests/fault_peer), each driven end to end twice:
+//! (`wsat_testkit::fault`), each driven end to end twice:
 //!
 //! * `client_*`: wsat-client, asserting the exact event sequence the ESP client's semantics
 //!   give (shared/spec/esp-websocket-client.md §4.1);
@@ -9,19 +9,20 @@
 //! Loopback only; every wait has a deadline; nothing sleeps to synchronise.
 
 mod common;
-mod fault_peer;
-mod modem_support;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{next, until};
-use fault_peer::{huge_block, split_payload, Fault, FaultPeer, Seen, CLOSE_REASON, FRAGMENTS, HUGE_BLOCK, PINGS};
-use modem_support::{ws_data, AtClient, Modem, ERROR, OK, PROMPT, SEND_OK};
 use wsat_client::{
     Client, ClientConfig, ClientError, Delivery, Event, Events, LinkState, OpCode, Reconnect, StopOutcome,
 };
 use wsat_proto::handshake::HandshakeError;
+use wsat_testkit::at_host::{ws_data, AtClient, ERROR, OK, PROMPT, SEND_OK};
+use wsat_testkit::events::{next, until};
+use wsat_testkit::fault::{
+    huge_block, split_payload, Fault, FaultPeer, Seen, CLOSE_REASON, FRAGMENTS, HUGE_BLOCK, PINGS,
+};
+use wsat_testkit::modem_process::Modem;
 
 /// The modem's options for every row: the firmware's timing shortened (docs/FAULTS.md says by
 /// how much).
@@ -35,7 +36,7 @@ const MODEM_ARGS: &[&str] = &[
 ];
 
 /// The deadline of one expected client event or peer report.
-const STEP: Duration = common::STEP;
+const STEP: Duration = wsat_testkit::events::STEP;
 
 /// The close codes [`Fault::CloseWith`] is tried with.
 const CLOSE_CODES: [Option<u16>; 6] = [Some(1000), Some(1001), Some(1002), Some(1011), Some(4000), None];
@@ -124,14 +125,9 @@ async fn echo_round_trip(client: &Client, events: &mut Events, text: &str) {
 // Modem helpers
 
 fn modem() -> (Modem, AtClient) {
-    let modem = Modem::tcp(MODEM_ARGS);
+    let modem = common::modem_tcp(MODEM_ARGS);
     let at = modem.connect();
     (modem, at)
-}
-
-/// `AT+WSOPEN=0,"<uri>"` answered `+WS_CONNECTED:0` then `OK` (§6.1).
-fn open(at: &mut AtClient, uri: &str) {
-    at.at(&format!("AT+WSOPEN=0,\"{uri}\""), b"+WS_CONNECTED:0\r\n\r\nOK\r\n");
 }
 
 /// `AT+WSOPEN=0,"<uri>"` answered `+WS_CONNECTED:0`, then `urcs` in order with the `OK`
@@ -147,18 +143,8 @@ fn open_then(at: &mut AtClient, uri: &str, urcs: &[&[u8]]) {
 /// `AT+WSOPEN` on link 0 failing after the attempt: `+WS_DISCONNECTED:0`, then `ERROR`, and
 /// the link is gone (§6.1, §10).
 fn open_fails(at: &mut AtClient, uri: &str) {
-    at.at(
-        &format!("AT+WSOPEN=0,\"{uri}\""),
-        b"+WS_DISCONNECTED:0\r\n\r\nERROR\r\n",
-    );
+    at.open_fails(0, uri);
     at.at("AT+WSOPEN?", OK);
-}
-
-/// `AT+WSSEND` of `payload` on link 0 with `SEND OK` and the echo in either order (§13.1).
-fn send_and_echo(at: &mut AtClient, payload: &[u8]) {
-    at.at(&format!("AT+WSSEND=0,{}", payload.len()), PROMPT);
-    at.send(payload);
-    at.expect_any_order(&[SEND_OK, &ws_data(0, payload)]);
 }
 
 fn wsopen_line(state: u8, uri: &str) -> String {
@@ -379,7 +365,7 @@ fn modem_close_mid_frame_disconnects_and_reconnects() {
     // §10: after the reconnect delay the link comes back by itself.
     at.expect(b"+WS_CONNECTED:0\r\n");
     at.at("AT+WSOPEN?", wsopen_line(2, &uri));
-    send_and_echo(&mut at, b"back");
+    at.send_and_echo(0, b"back");
     at.at("AT+WSCLOSE=0", OK);
     assert_eq!(peer.accepted(), 2);
 }
@@ -414,14 +400,14 @@ async fn client_reset_then_reconnect() {
 fn modem_reset_disconnects_and_reconnects() {
     let peer = FaultPeer::start(&[Fault::Reset, Fault::Echo]);
     let (_modem, mut at) = modem();
-    open(&mut at, &peer.uri());
+    at.open(0, &peer.uri());
     at.at("AT+WSSEND=0,5", PROMPT);
     at.send("hello");
     // SEND OK means handed to TCP (§7.2); the RST comes after the peer read the frame.
     at.expect(SEND_OK);
     at.expect(b"+WS_DISCONNECTED:0\r\n");
     at.expect(b"+WS_CONNECTED:0\r\n");
-    send_and_echo(&mut at, b"back");
+    at.send_and_echo(0, b"back");
     at.at("AT+WSCLOSE=0", OK);
     let got = peer.frame(STEP);
     assert_eq!((got.conn, got.opcode, &got.payload[..]), (0, 1, &b"hello"[..]));
@@ -454,7 +440,7 @@ fn modem_stop_reading_a_send_timeout_drops_the_link() {
     let peer = FaultPeer::start(&[Fault::StopReading, Fault::Echo]);
     let (_modem, mut at) = modem();
     let uri = peer.uri();
-    open(&mut at, &uri);
+    at.open(0, &uri);
     let block = vec![b'x'; 8192];
     // Binary, 200 ms each: sends go out until TCP stops taking them.
     let mut answer = Vec::new();
@@ -485,7 +471,7 @@ fn modem_stop_reading_a_send_timeout_drops_the_link() {
     );
     at.expect(b"+WS_CONNECTED:0\r\n");
     at.at("AT+WSOPEN?", wsopen_line(2, &uri));
-    send_and_echo(&mut at, b"back");
+    at.send_and_echo(0, b"back");
     at.at("AT+WSCLOSE=0", OK);
 }
 
@@ -525,7 +511,7 @@ fn modem_never_pong_drops_the_link_and_reconnects() {
     let (_modem, mut at) = modem();
     // Ping after 1 s without traffic, pong timeout 1 s (§4.2 minimums).
     at.at("AT+WSCFG=0,1,1", OK);
-    open(&mut at, &peer.uri());
+    at.open(0, &peer.uri());
     let up = Instant::now();
     // §10: no pong within the timeout ⇒ +WS_DISCONNECTED ⇒ reconnect (not a close, §15 #10).
     at.expect_within(b"+WS_DISCONNECTED:0\r\n", Duration::from_secs(6));
@@ -626,7 +612,7 @@ fn modem_split_every_byte_gives_the_usual_chunks() {
         &peer.uri(),
         &[&ws_data(0, &payload[..1024]), &ws_data(0, &payload[1024..])],
     );
-    send_and_echo(&mut at, b"still in step");
+    at.send_and_echo(0, b"still in step");
     at.at("AT+WSCLOSE=0", OK);
 }
 
@@ -659,7 +645,7 @@ fn modem_huge_frame_in_buffer_size_urcs() {
     let peer = FaultPeer::start(&[Fault::Huge(HUGE_LEN)]);
     let (_modem, mut at) = modem();
     at.at(&format!("AT+WSCFG=0,30,60,{HUGE_BLOCK}"), OK);
-    open(&mut at, &peer.uri());
+    at.open(0, &peer.uri());
     at.at("AT+WSSEND=0,2", PROMPT);
     at.send("go");
     at.expect(SEND_OK);
@@ -673,7 +659,7 @@ fn modem_huge_frame_in_buffer_size_urcs() {
         at.expect(b"\r\n");
         at.received.clear();
     }
-    send_and_echo(&mut at, b"after the flood");
+    at.send_and_echo(0, b"after the flood");
     at.at("AT+WSCLOSE=0", OK);
 }
 
@@ -764,8 +750,8 @@ async fn client_echo_baseline() {
 fn modem_echo_baseline() {
     let peer = FaultPeer::start(&[Fault::Echo]);
     let (_modem, mut at) = modem();
-    open(&mut at, &peer.uri());
-    send_and_echo(&mut at, b"hello");
+    at.open(0, &peer.uri());
+    at.send_and_echo(0, b"hello");
     let got = peer.frame(STEP);
     assert_eq!((got.opcode, got.fin, &got.payload[..]), (1, true, &b"hello"[..]));
     at.at("AT+WSCLOSE=0", OK);

@@ -6,84 +6,53 @@
 mod common;
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{accept_upgrade, drain, rss_kib, scripted_peer, until, wsat, Killed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::wsat;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wsat_client::{Client, ClientConfig, ClientError, Event, Reconnect, Verification};
+use wsat_testkit::events::until;
+use wsat_testkit::frames::{frame_header, server_frame};
+use wsat_testkit::peer::{accept_upgrade, drain, read_request, redirect, ScriptedPeer};
+use wsat_testkit::process::{output_within, rss_kib, Killed};
 use wsat_testkit::TestPki;
 
 /// The request heads a peer received, in order.
 type Heads = Arc<Mutex<Vec<String>>>;
 
-/// Reads an HTTP request head (bounded), or `None` if the peer left first.
-async fn read_head<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<String> {
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
-        match stream.read(&mut chunk).await {
-            Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
-}
-
-fn redirect_to(location: &str) -> String {
-    format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
-}
-
 /// A WebSocket peer that records every request head it upgrades, then waits for the
 /// client to leave.
-async fn recording_peer() -> (SocketAddr, Heads) {
+fn recording_peer() -> (ScriptedPeer, Heads) {
     let heads = Heads::default();
     let seen = heads.clone();
-    let (addr, _task) = scripted_peer(move |mut tcp| {
+    let peer = ScriptedPeer::start(move |mut tcp, _| {
         let seen = seen.clone();
         async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                if let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf) {
-                    seen.lock()
-                        .expect("heads")
-                        .push(String::from_utf8_lossy(&buf[..req.head_len]).into());
-                    let _ = tcp
-                        .write_all(&wsat_proto::handshake::accept_response(&req.key, None))
-                        .await;
-                    break;
-                }
-                match tcp.read(&mut chunk).await {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                }
-            }
+            let request = accept_upgrade(&mut tcp).await;
+            seen.lock().expect("heads").push(request.head_text());
             drain(&mut tcp).await;
         }
-    })
-    .await;
-    (addr, heads)
+    });
+    (peer, heads)
 }
 
 /// A peer that answers every request with a redirect to `location`, recording the heads.
-async fn redirecting_peer(location: String) -> (SocketAddr, Heads) {
+fn redirecting_peer(location: String) -> (ScriptedPeer, Heads) {
     let heads = Heads::default();
     let seen = heads.clone();
-    let (addr, _task) = scripted_peer(move |mut tcp| {
+    let peer = ScriptedPeer::start(move |mut tcp, _| {
         let (seen, location) = (seen.clone(), location.clone());
         async move {
-            if let Some(head) = read_head(&mut tcp).await {
-                seen.lock().expect("heads").push(head);
-                let _ = tcp.write_all(redirect_to(&location).as_bytes()).await;
+            if let Some(request) = read_request(&mut tcp).await {
+                seen.lock().expect("heads").push(request.head_text());
+                redirect(&mut tcp, &location).await;
             }
         }
-    })
-    .await;
-    (addr, heads)
+    });
+    (peer, heads)
 }
 
 fn has_header(head: &str, name: &str) -> bool {
@@ -113,9 +82,9 @@ async fn attempt(config: ClientConfig) -> Vec<Event> {
 
 #[tokio::test]
 async fn a_redirect_to_another_port_loses_every_credential_and_one_to_the_origin_keeps_them() {
-    let (target, target_heads) = recording_peer().await;
-    let (other_origin, _) = redirecting_peer(format!("ws://{target}/landed")).await;
-    let seen = attempt(with_credentials(format!("ws://user:pw@{other_origin}/start"))).await;
+    let (target, target_heads) = recording_peer();
+    let (other_origin, _) = redirecting_peer(format!("ws://{}/landed", target.addr()));
+    let seen = attempt(with_credentials(format!("ws://user:pw@{}/start", other_origin.addr()))).await;
     assert!(matches!(seen.last(), Some(Event::Connected(_))), "{seen:?}");
     let head = target_heads.lock().expect("heads")[0].clone();
     for secret in ["Authorization", "Cookie", "Proxy-Authorization"] {
@@ -124,8 +93,8 @@ async fn a_redirect_to_another_port_loses_every_credential_and_one_to_the_origin
     assert!(has_header(&head, "X-Request-Id"), "other headers still go:\n{head}");
 
     // The same origin (a path-only redirect) keeps them, the URI's password included.
-    let (same, heads) = scripted_peer_redirecting_once().await;
-    let mut config = with_credentials(format!("ws://user:pw@{same}/start"));
+    let (same, heads) = scripted_peer_redirecting_once();
+    let mut config = with_credentials(format!("ws://user:pw@{}/start", same.addr()));
     config.authorization = None;
     let seen = attempt(config).await;
     assert!(matches!(seen.last(), Some(Event::Connected(_))), "{seen:?}");
@@ -142,57 +111,57 @@ async fn a_redirect_to_another_port_loses_every_credential_and_one_to_the_origin
 }
 
 /// A peer that redirects `/start` to `/landed` on itself and upgrades `/landed`.
-async fn scripted_peer_redirecting_once() -> (SocketAddr, Heads) {
+fn scripted_peer_redirecting_once() -> (ScriptedPeer, Heads) {
     let heads = Heads::default();
     let seen = heads.clone();
-    let (addr, _task) = scripted_peer(move |mut tcp| {
+    let peer = ScriptedPeer::start(move |mut tcp, _| {
         let seen = seen.clone();
         async move {
-            let Some(head) = read_head(&mut tcp).await else { return };
+            let Some(request) = read_request(&mut tcp).await else {
+                return;
+            };
+            let head = request.head_text();
             seen.lock().expect("heads").push(head.clone());
             if head.starts_with("GET /start ") {
-                let _ = tcp.write_all(redirect_to("/landed").as_bytes()).await;
+                redirect(&mut tcp, "/landed").await;
                 return;
             }
-            let Ok(Some(req)) = wsat_proto::handshake::parse_request(head.as_bytes()) else {
+            let Some(upgrade) = request.upgrade() else {
                 return;
             };
             let _ = tcp
-                .write_all(&wsat_proto::handshake::accept_response(&req.key, None))
+                .write_all(&wsat_proto::handshake::accept_response(&upgrade.key, None))
                 .await;
             drain(&mut tcp).await;
         }
-    })
-    .await;
-    (addr, heads)
+    });
+    (peer, heads)
 }
 
 /// A wss peer (certificates from `pki`) that redirects every request to `location`.
-async fn tls_redirecting_peer(pki: &TestPki, location: String) -> SocketAddr {
+fn tls_redirecting_peer(pki: &TestPki, location: String) -> ScriptedPeer {
     let tls = wsat::tls_server::server_config(pki.server.cert_pem.as_bytes(), pki.server.key_pem.as_bytes(), None)
         .expect("server TLS config");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (addr, _task) = scripted_peer(move |tcp| {
+    ScriptedPeer::start(move |tcp, _| {
         let (acceptor, location) = (acceptor.clone(), location.clone());
         async move {
             let Ok(mut tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            if read_head(&mut tls).await.is_some() {
-                let _ = tls.write_all(redirect_to(&location).as_bytes()).await;
+            if read_request(&mut tls).await.is_some() {
+                redirect(&mut tls, &location).await;
                 let _ = tls.shutdown().await;
             }
         }
     })
-    .await;
-    addr
 }
 
 #[tokio::test]
 async fn a_redirect_from_wss_to_ws_is_refused_unless_allowed() {
     let pki = TestPki::generate();
-    let (plain, plain_heads) = recording_peer().await;
-    let secure = tls_redirecting_peer(&pki, format!("ws://{plain}/cleartext")).await;
+    let (plain, plain_heads) = recording_peer();
+    let secure = tls_redirecting_peer(&pki, format!("ws://{}/cleartext", plain.addr()));
     let config = || {
         let mut c = with_credentials(format!("wss://localhost:{}/start", secure.port()));
         c.tls.ca_pem = Some(pki.ca.cert_pem.clone().into_bytes());
@@ -206,7 +175,7 @@ async fn a_redirect_from_wss_to_ws_is_refused_unless_allowed() {
     });
     let (from, to) = refused.unwrap_or_else(|| panic!("no InsecureRedirect in {seen:?}"));
     assert!(
-        from.starts_with("wss://") && to == format!("ws://{plain}/cleartext"),
+        from.starts_with("wss://") && to == format!("ws://{}/cleartext", plain.addr()),
         "{from} -> {to}"
     );
     assert!(
@@ -242,16 +211,16 @@ fn connect(uri: &str, extra: &[&str]) -> Killed {
 /// Waits for the child's exit with its stdin still open; the exit code, stderr, and how
 /// long after `since` it exited.
 fn ended(child: &mut Killed, since: Instant, bound: Duration) -> (Option<i32>, String, Duration) {
-    let (code, _out, err) = common::output_within(&mut child.0, bound);
+    let (code, _out, err) = output_within(&mut child.0, bound);
     (code, err, since.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wsat_connect_keeps_credentials_from_other_origins_and_refuses_leaving_tls() {
-    let (target, target_heads) = recording_peer().await;
-    let (redirector, _) = redirecting_peer(format!("ws://{target}/landed")).await;
+    let (target, target_heads) = recording_peer();
+    let (redirector, _) = redirecting_peer(format!("ws://{}/landed", target.addr()));
     let mut child = connect(
-        &format!("ws://{redirector}/start"),
+        &format!("ws://{}/start", redirector.addr()),
         &[
             "-H",
             "Authorization: Bearer T",
@@ -278,7 +247,7 @@ async fn wsat_connect_keeps_credentials_from_other_origins_and_refuses_leaving_t
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca.cert_pem).expect("write the CA");
-    let secure = tls_redirecting_peer(&pki, format!("ws://{target}/cleartext")).await;
+    let secure = tls_redirecting_peer(&pki, format!("ws://{}/cleartext", target.addr()));
     let mut child = connect(
         &format!("wss://localhost:{}/", secure.port()),
         &["--ca", ca.to_str().expect("utf-8 path")],
@@ -294,37 +263,34 @@ async fn wsat_connect_keeps_credentials_from_other_origins_and_refuses_leaving_t
 }
 
 /// A server that upgrades, then does `then` with the connection.
-async fn upgrading_peer<F, Fut>(then: F) -> SocketAddr
+fn upgrading_peer<F, Fut>(then: F) -> ScriptedPeer
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let then = Arc::new(then);
-    let (addr, _task) = scripted_peer(move |mut tcp| {
+    ScriptedPeer::start(move |mut tcp, _| {
         let then = then.clone();
         async move {
             accept_upgrade(&mut tcp).await;
             then(tcp).await;
         }
     })
-    .await;
-    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wsat_connect_exits_when_the_server_drops_even_with_stdin_open() {
     let dropped = Arc::new(Mutex::new(None::<Instant>));
     let mark = dropped.clone();
-    let addr = upgrading_peer(move |tcp| {
+    let peer = upgrading_peer(move |tcp| {
         let mark = mark.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             drop(tcp);
             *mark.lock().expect("mark") = Some(Instant::now());
         }
-    })
-    .await;
-    let mut child = connect(&format!("ws://{addr}/"), &[]);
+    });
+    let mut child = connect(&format!("ws://{}/", peer.addr()), &[]);
     let (code, err, _) = ended(&mut child, Instant::now(), Duration::from_secs(10));
     let since_drop = dropped.lock().expect("mark").expect("the peer dropped").elapsed();
     assert_eq!(code, Some(1), "a drop is an abnormal end: {err}");
@@ -337,15 +303,14 @@ async fn wsat_connect_exits_when_the_server_drops_even_with_stdin_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wsat_connect_reports_invalid_utf8_as_1007_not_the_reset_after_it() {
-    let addr = upgrading_peer(|mut tcp| async move {
-        let _ = tcp.write_all(&[0x81, 0x02, 0xff, 0xfe]).await;
+    let peer = upgrading_peer(|mut tcp| async move {
+        let _ = tcp.write_all(&server_frame(1, true, &[0xff, 0xfe])).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Unread input (the client's close frame) makes this close a reset.
         drop(tcp);
-    })
-    .await;
+    });
     let start = Instant::now();
-    let mut child = connect(&format!("ws://{addr}/"), &[]);
+    let mut child = connect(&format!("ws://{}/", peer.addr()), &[]);
     let (code, err, took) = ended(&mut child, start, Duration::from_secs(10));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("1007") && err.contains("UTF-8"), "{err}");
@@ -362,12 +327,10 @@ async fn a_ping_flood_that_never_reads_cannot_grow_wsat_connect() {
     use std::sync::atomic::{AtomicU64, Ordering};
     let pings_sent = Arc::new(AtomicU64::new(0));
     let counter = pings_sent.clone();
-    let addr = upgrading_peer(move |mut tcp| {
+    let peer = upgrading_peer(move |mut tcp| {
         let counter = counter.clone();
         async move {
-            let mut ping = vec![0x89, 125];
-            ping.extend_from_slice(&[b'p'; 125]);
-            let burst = ping.repeat(64);
+            let burst = server_frame(9, true, &[b'p'; 125]).repeat(64);
             let until = Instant::now() + Duration::from_secs(8);
             while Instant::now() < until && counter.load(Ordering::Relaxed) < FLOOD_PINGS {
                 match tokio::time::timeout(Duration::from_millis(100), tcp.write_all(&burst)).await {
@@ -378,9 +341,8 @@ async fn a_ping_flood_that_never_reads_cannot_grow_wsat_connect() {
             }
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
-    })
-    .await;
-    let mut child = connect(&format!("ws://{addr}/"), &[]);
+    });
+    let mut child = connect(&format!("ws://{}/", peer.addr()), &[]);
     let started = Instant::now();
     while pings_sent.load(Ordering::Relaxed) < FLOOD_PINGS && started.elapsed() < Duration::from_secs(8) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -414,12 +376,11 @@ async fn events_the_application_has_not_taken_are_bounded_in_bytes() {
     const SIZE: usize = 1 << 20;
     let written = Arc::new(AtomicU64::new(0));
     let counter = written.clone();
-    let addr = upgrading_peer(move |mut tcp| {
+    let peer = upgrading_peer(move |mut tcp| {
         let counter = counter.clone();
         async move {
             for i in 0..MESSAGES {
-                let mut header = vec![0x82, 127];
-                header.extend_from_slice(&(SIZE as u64).to_be_bytes());
+                let header = frame_header(2, true, None, SIZE as u64);
                 let payload = vec![i as u8; SIZE];
                 if tcp.write_all(&header).await.is_err() || tcp.write_all(&payload).await.is_err() {
                     return;
@@ -428,9 +389,8 @@ async fn events_the_application_has_not_taken_are_bounded_in_bytes() {
             }
             drain(&mut tcp).await;
         }
-    })
-    .await;
-    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    });
+    let mut config = ClientConfig::new(format!("ws://{}/", peer.addr()));
     config.delivery = wsat_client::Delivery::Messages { max_size: 2 * SIZE };
     config.max_event_bytes = 2 * SIZE;
     config.reconnect = Reconnect::Disabled;
@@ -457,15 +417,14 @@ async fn events_the_application_has_not_taken_are_bounded_in_bytes() {
 /// A server whose upgrade response never ends: refused at `max_response_head`.
 #[tokio::test]
 async fn an_endless_upgrade_response_is_refused_at_the_head_limit() {
-    let (addr, _task) = scripted_peer(|mut tcp| async move {
-        if read_head(&mut tcp).await.is_some() {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        if read_request(&mut tcp).await.is_some() {
             let _ = tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nX-Filler: ").await;
             let filler = [b'x'; 4096];
             while tcp.write_all(&filler).await.is_ok() {}
         }
-    })
-    .await;
-    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    });
+    let mut config = ClientConfig::new(format!("ws://{}/", peer.addr()));
     config.reconnect = Reconnect::Disabled;
     config.max_response_head = 8 * 1024;
     let seen = attempt(config).await;
@@ -484,8 +443,8 @@ async fn an_endless_upgrade_response_is_refused_at_the_head_limit() {
 /// network timeout instead of waiting for ever.
 #[tokio::test]
 async fn a_dripped_upgrade_response_times_out() {
-    let (addr, _task) = scripted_peer(|mut tcp| async move {
-        if read_head(&mut tcp).await.is_some() {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        if read_request(&mut tcp).await.is_some() {
             for &b in b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 .iter()
                 .cycle()
@@ -496,9 +455,8 @@ async fn a_dripped_upgrade_response_times_out() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    })
-    .await;
-    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    });
+    let mut config = ClientConfig::new(format!("ws://{}/", peer.addr()));
     config.reconnect = Reconnect::Disabled;
     config.network_timeout = Duration::from_millis(800);
     let started = Instant::now();
@@ -513,8 +471,8 @@ async fn a_dripped_upgrade_response_times_out() {
 /// A server that never answers our close frame: the client gives up at `close_timeout`.
 #[tokio::test]
 async fn a_close_left_unanswered_ends_at_the_close_timeout() {
-    let addr = upgrading_peer(|mut tcp| async move { drain(&mut tcp).await }).await;
-    let mut config = ClientConfig::new(format!("ws://{addr}/"));
+    let peer = upgrading_peer(|mut tcp| async move { drain(&mut tcp).await });
+    let mut config = ClientConfig::new(format!("ws://{}/", peer.addr()));
     config.reconnect = Reconnect::Disabled;
     config.close_timeout = Duration::from_millis(300);
     let (client, mut events) = Client::start(config).expect("valid");
@@ -547,8 +505,8 @@ async fn a_redirect_from_ws_to_wss_is_followed_with_tls() {
         .expect("bind");
     let secure_port = echo.local_addr().expect("bound").port();
     let _echo = echo.spawn();
-    let (plain, _) = redirecting_peer(format!("wss://localhost:{secure_port}/up")).await;
-    let mut config = with_credentials(format!("ws://{plain}/start"));
+    let (plain, _) = redirecting_peer(format!("wss://localhost:{secure_port}/up"));
+    let mut config = with_credentials(format!("ws://{}/start", plain.addr()));
     config.tls.ca_pem = Some(pki.ca.cert_pem.clone().into_bytes());
     let seen = attempt(config).await;
     match seen.last() {

@@ -5,7 +5,6 @@
 //! (The AT `--trace` file has its own test: tests/modem_ports.rs.)
 
 mod common;
-mod modem_support;
 
 use std::io::Write;
 use std::process::Stdio;
@@ -13,9 +12,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use wsat_client::{Client, ClientConfig, Delivery, Event, Reconnect, Verification};
-use wsat_testkit::TestPki;
+use wsat_testkit::at_host::{OK, PROMPT, STEP};
+use wsat_testkit::events::until;
+use wsat_testkit::peer::{read_request, redirect, ScriptedPeer};
+use wsat_testkit::process::output_within;
+use wsat_testkit::{wait_until, TestPki};
 
 /// `Basic` credentials as an `Authorization` value.
 fn basic(user_pass: &str) -> String {
@@ -80,7 +83,7 @@ fn wsat_connect_at_trace_level_logs_no_credentials() {
     let mut stdin = child.stdin.take().expect("stdin");
     writeln!(stdin, "over mutual TLS").expect("write");
     drop(stdin);
-    let (code, out, err) = common::output_within(&mut child, Duration::from_secs(10));
+    let (code, out, err) = output_within(&mut child, Duration::from_secs(10));
 
     // Connected over mutual TLS with the URI's Basic auth and the header, and echoed.
     assert_eq!((code, out.as_str()), (Some(0), "over mutual TLS\n"), "stderr:\n{err}");
@@ -104,7 +107,6 @@ fn wsat_connect_at_trace_level_logs_no_credentials() {
 
 #[test]
 fn wsat_modem_at_trace_level_logs_no_credentials() {
-    use modem_support::*;
     const PASSWORD: &str = "modem-uri-pass-Wd93";
     const TOKEN: &str = "modem-open-token-Hv25";
     const API_KEY: &str = "modem-api-key-Qs17";
@@ -112,11 +114,14 @@ fn wsat_modem_at_trace_level_logs_no_credentials() {
     // Any custom header's value is a secret to the logs, not only the well-known ones.
     let api_key = format!("X-Api-Key: {API_KEY}");
     let pki = TestPki::generate();
-    let pki_dir = firmware_pki_dir(&pki);
-    let server = wss_echo(&pki.server, Some(&pki.ca));
-    let mut args = FAST.to_vec();
-    args.extend(["--pki", pki_dir.path().to_str().expect("UTF-8 path")]);
-    let modem = Modem::tcp_logging(&args, "trace");
+    let pki_dir = pki.firmware_pki_dir();
+    let server = common::wss_echo(&pki.server, Some(&pki.ca));
+    let modem = common::modem_command()
+        .rust_log("trace")
+        .tcp()
+        .args(common::FAST)
+        .args(["--pki", pki_dir.path().to_str().expect("UTF-8 path")])
+        .start();
     let mut at = modem.connect();
 
     // Mutual TLS: client certificate #0 and its key, the chain checked against CA #1 (§4.4).
@@ -202,30 +207,20 @@ async fn the_client_library_at_trace_level_logs_no_credentials() {
     let _echo = echo.spawn();
     // A wss hop first: the client logs the redirect it follows, so something is logged.
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (redirector, _peer) = common::scripted_peer(move |tcp| {
+    let redirector = ScriptedPeer::start(move |tcp, _| {
         let acceptor = acceptor.clone();
         async move {
             let Ok(mut tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let mut head = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tls.read(&mut chunk).await {
-                    Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                }
+            if read_request(&mut tls).await.is_some() {
+                redirect(&mut tls, &format!("wss://127.0.0.1:{echo_port}/echo")).await;
+                let _ = tls.shutdown().await;
             }
-            let resp = format!(
-                "HTTP/1.1 302 Found\r\nLocation: wss://127.0.0.1:{echo_port}/echo\r\nContent-Length: 0\r\n\r\n"
-            );
-            let _ = tls.write_all(resp.as_bytes()).await;
-            let _ = tls.shutdown().await;
         }
-    })
-    .await;
+    });
 
-    let mut config = ClientConfig::new(format!("wss://lib-user:{PASSWORD}@{redirector}/start"));
+    let mut config = ClientConfig::new(format!("wss://lib-user:{PASSWORD}@{}/start", redirector.addr()));
     config.headers.push(("Authorization".into(), header_value.clone()));
     config.delivery = Delivery::Messages { max_size: 1 << 20 };
     config.reconnect = Reconnect::Disabled;
@@ -234,7 +229,7 @@ async fn the_client_library_at_trace_level_logs_no_credentials() {
     config.tls.client_cert_pem = Some(pki.client.cert_pem.clone().into_bytes());
     config.tls.client_key_pem = Some(pki.client.key_pem.clone().into_bytes());
     let (client, mut events) = Client::start(config).expect("a valid configuration");
-    let seen = common::until(&mut events, |e| matches!(e, Event::Connected(_) | Event::Finish)).await;
+    let seen = until(&mut events, |e| matches!(e, Event::Connected(_) | Event::Finish)).await;
     match seen.last() {
         Some(Event::Connected(info)) => assert_eq!(info.uri, format!("wss://127.0.0.1:{echo_port}/echo")),
         other => panic!("not connected: {other:?} after {seen:?}"),
@@ -243,7 +238,7 @@ async fn the_client_library_at_trace_level_logs_no_credentials() {
         .send_text("over mutual TLS", Duration::from_secs(5))
         .await
         .expect("send");
-    let seen = common::until(&mut events, |e| matches!(e, Event::Message(_) | Event::Finish)).await;
+    let seen = until(&mut events, |e| matches!(e, Event::Message(_) | Event::Finish)).await;
     assert!(
         matches!(seen.last(), Some(Event::Message(m)) if &m.payload[..] == b"over mutual TLS"),
         "{seen:?}"
@@ -252,7 +247,7 @@ async fn the_client_library_at_trace_level_logs_no_credentials() {
         .close(Some(1000), "", Duration::from_secs(5))
         .await
         .expect("close");
-    common::until(&mut events, |e| matches!(e, Event::Finish)).await;
+    until(&mut events, |e| matches!(e, Event::Finish)).await;
 
     let text = String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     assert!(

@@ -7,14 +7,19 @@
 //!
 //! Each test is loopback only and bounded in time (a few seconds of flooding).
 
-mod modem_support;
+mod common;
 
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use modem_support::*;
+use common::{modem_pty, modem_tcp, FAST};
+use tokio::io::AsyncWriteExt;
+use wsat_testkit::at_host::{AtClient, OK, PROMPT, STEP};
+use wsat_testkit::frames::server_frame;
+use wsat_testkit::modem_process::Modem;
+use wsat_testkit::peer::{accept_upgrade, ScriptedPeer};
 
 /// What the modem may hold at its peak (VmHWM) while flooded; it starts at ~10 MiB.
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
@@ -53,7 +58,7 @@ fn assert_bounded(modem: &Modem, what: &str) {
 
 #[test]
 fn an_at_host_that_floods_and_never_reads_cannot_grow_the_modem_over_tcp() {
-    let modem = Modem::tcp(FAST);
+    let modem = modem_tcp(FAST);
     let mut flooder = TcpStream::connect(modem.tcp.expect("a --tcp modem")).expect("connect");
     flooder
         .set_write_timeout(Some(Duration::from_millis(50)))
@@ -81,9 +86,9 @@ fn an_at_host_that_floods_and_never_reads_cannot_grow_the_modem_over_a_pty() {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("at-pty");
-    let modem = Modem::pty(&link, FAST);
+    let modem = modem_pty(&link, FAST);
     // The host's side, non-blocking, so the flood can stop when the pty is full.
-    let mut host = open_pty(&link);
+    let mut host = AtClient::open_pty(&link).expect("open the pty");
     let mut raw = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits())
@@ -122,7 +127,7 @@ fn store_header(at: &mut AtClient, header: &[u8]) -> bool {
 
 #[test]
 fn wshead_keeps_a_bounded_number_of_bytes() {
-    let modem = Modem::tcp(FAST);
+    let modem = modem_tcp(FAST);
     let mut at = modem.connect();
     // 128 KiB values, as many as a careless host likes: none is kept.
     let big = [b"X-Big:".as_slice(), &[b'v'; 128 * 1024 - 6]].concat();
@@ -147,23 +152,22 @@ fn wshead_keeps_a_bounded_number_of_bytes() {
 
 #[test]
 fn a_server_that_floods_pings_and_never_reads_cannot_grow_the_modem() {
-    let peer = Peer::spawn(|mut tcp, _| {
-        ws_accept(&mut tcp);
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
+        accept_upgrade(&mut tcp).await;
         // Whole frames back to back; writing resumes where a partial write stopped.
         let batch: Vec<u8> = (0..512).flat_map(|_| server_frame(0x9, true, &[b'p'; 125])).collect();
-        tcp.set_write_timeout(Some(Duration::from_millis(50)))
-            .expect("write timeout");
         let until = Instant::now() + PING_FLOOD + Duration::from_secs(3);
         let mut at = 0;
         while Instant::now() < until {
-            match tcp.write(&batch[at..]) {
-                Ok(n) => at = (at + n) % batch.len(),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-                Err(_) => return, // the modem is gone
+            // A write that times out wrote nothing (tokio's write is cancel safe).
+            match tokio::time::timeout(Duration::from_millis(50), tcp.write(&batch[at..])).await {
+                Ok(Ok(n)) => at = (at + n) % batch.len(),
+                Ok(Err(_)) => return, // the modem is gone
+                Err(_) => {}
             }
         }
     });
-    let modem = Modem::tcp(FAST);
+    let modem = modem_tcp(FAST);
     let mut at = modem.connect();
     at.at(
         &format!("AT+WSOPEN=0,\"{}\"", peer.uri()),

@@ -1,84 +1,47 @@
-//! The modem's other transports: stdio, and a serial device (a pty pair stands in for a
-//! UART: `serialport` opens its far side like any tty).
+//! The modem's AT port itself, on each transport: TCP (one host at a time; links, headers and
+//! a half-sent payload survive a host that leaves; `--trace` records both directions), a pty
+//! opened by its `--link` path as a host opens a USB-serial adapter (reopened, binary payloads,
+//! the seed session; the link removed when the modem is terminated), stdio, and a serial
+//! device (a pty pair stands in for a UART: `serialport` opens its far side like any tty); and
+//! the trace's redaction of credentials. Spec: shared/spec/esp-at-websocket.md §1, §13.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn wsat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wsat"))
-}
+use common::{modem_pty, modem_tcp, wsat, EchoPeer, FAST};
+use wsat_testkit::at_host::{ws_data, wsopen_line, AtClient, ERROR, OK, PROMPT, READY, SEND_OK, STEP};
+use wsat_testkit::process::{exit_within, Killed};
+use wsat_testkit::{peer_or_skip, SeedServer};
 
-/// Reads until `want` has arrived (exactly), failing after a few seconds.
-fn expect(reader: &mut impl Read, want: &[u8]) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.len() < want.len() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out; got {:?}",
-            got.escape_ascii().to_string()
-        );
-        match reader.read(&mut buf) {
-            Ok(0) => panic!("port closed; got {:?}", got.escape_ascii().to_string()),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    assert_eq!(got.escape_ascii().to_string(), want.escape_ascii().to_string());
-}
-
-/// Reads until the bytes end with `suffix`, failing after a few seconds.
-fn read_until(reader: &mut impl Read, suffix: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !got.ends_with(suffix) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out; got {:?}",
-            got.escape_ascii().to_string()
-        );
-        let mut buf = [0u8; 256];
-        let n = reader.read(&mut buf).expect("read");
-        assert!(n > 0, "port closed; got {:?}", got.escape_ascii().to_string());
-        got.extend_from_slice(&buf[..n]);
-    }
-    got
-}
+// ---------------------------------------------------------------------------------------------
+// stdio, a serial device, the trace's redaction, the pty link's removal
 
 #[test]
 fn stdio_banner_commands_and_exit_at_end_of_input() {
-    let mut child = wsat()
-        .args(["modem", "--stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = child.stdout.take().expect("stdout");
-    expect(&mut stdout, b"\r\nready\r\n");
-    stdin.write_all(b"AT\r\n").expect("write");
-    expect(&mut stdout, b"AT\r\n\r\nOK\r\n");
-    stdin.write_all(b"ATE0\r\n").expect("write");
-    expect(&mut stdout, b"ATE0\r\n\r\nOK\r\n");
-    stdin.write_all(b"AT+WSOPEN?\r\n").expect("write");
-    expect(&mut stdout, b"\r\nOK\r\n");
-    drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the modem did not exit at the end of input");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = Killed(
+        wsat()
+            .args(["modem", "--stdio"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut at = AtClient::stdio(&mut child);
+    at.expect(READY);
+    at.send(b"AT\r\n");
+    at.expect(b"AT\r\n\r\nOK\r\n");
+    at.send(b"ATE0\r\n");
+    at.expect(b"ATE0\r\n\r\nOK\r\n");
+    at.send(b"AT+WSOPEN?\r\n");
+    at.expect(b"\r\nOK\r\n");
+    at.close_input();
+    // The modem exits at the end of its input, successfully.
+    assert_eq!(exit_within(&mut child, Duration::from_secs(10)), Some(0));
 }
 
 #[test]
@@ -89,26 +52,26 @@ fn serial_device() {
     cfmakeraw(&mut attrs);
     tcsetattr(pair.master.as_fd(), SetArg::TCSANOW, &attrs).expect("raw");
     let device = nix::unistd::ttyname(pair.slave.as_fd()).expect("ttyname");
-    let mut child = wsat()
-        .args(["modem", "--serial", &device.display().to_string(), "--baud", "115200"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut port = std::fs::File::from(pair.master);
-    expect(&mut port, b"\r\nready\r\n");
-    port.write_all(b"AT+GMR\r\n").expect("write");
-    let gmr = read_until(&mut port, b"\r\n\r\nOK\r\n");
+    let _child = Killed(
+        wsat()
+            .args(["modem", "--serial", &device.display().to_string(), "--baud", "115200"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut port = AtClient::tty(std::fs::File::from(pair.master), "serial AT client");
+    port.expect(READY);
+    port.send(b"AT+GMR\r\n");
+    let gmr = port.read_until(b"\r\n\r\nOK\r\n", STEP);
     assert!(
         gmr.starts_with(b"AT+GMR\r\nAT version:"),
         "{:?}",
         gmr.escape_ascii().to_string()
     );
-    port.write_all(b"at+wsopen?\r\n").expect("write");
-    expect(&mut port, b"at+wsopen?\r\n\r\nOK\r\n");
-    let _ = child.kill();
-    let _ = child.wait();
+    port.send(b"at+wsopen?\r\n");
+    port.expect(b"at+wsopen?\r\n\r\nOK\r\n");
 }
 
 /// Runs a stdio modem with `--trace`, plays a session that carries credentials, returns the
@@ -116,43 +79,39 @@ fn serial_device() {
 fn traced_session(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("at.trace");
-    let mut child = wsat()
-        .args([
-            "modem",
-            "--stdio",
-            "--open-error-delay-ms",
-            "10",
-            "--trace",
-            &trace.display().to_string(),
-        ])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = child.stdout.take().expect("stdout");
-    expect(&mut stdout, b"\r\nready\r\n");
+    let mut child = Killed(
+        wsat()
+            .args([
+                "modem",
+                "--stdio",
+                "--open-error-delay-ms",
+                "10",
+                "--trace",
+                &trace.display().to_string(),
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut at = AtClient::stdio(&mut child);
+    at.expect(READY);
     let header = b"AUTHORIZATION: Basic c2VjcmV0LWhlYWRlcg==";
-    stdin
-        .write_all(format!("AT+WSHEAD={}\r\n", header.len()).as_bytes())
-        .expect("write");
-    read_until(&mut stdout, b"\r\n>");
-    stdin.write_all(header).expect("write");
-    read_until(&mut stdout, b"\r\nOK\r\n");
-    stdin.write_all(b"AT+WSHEAD?\r\n").expect("write");
-    read_until(&mut stdout, b"\r\nOK\r\n");
+    at.send(format!("AT+WSHEAD={}\r\n", header.len()));
+    at.read_until(b"\r\n>", STEP);
+    at.send(header);
+    at.read_until(b"\r\nOK\r\n", STEP);
+    at.send(b"AT+WSHEAD?\r\n");
+    at.read_until(b"\r\nOK\r\n", STEP);
     // Split across writes: the password must still be recognised.
-    stdin.write_all(b"AT+WSOPEN=0,\"ws://user:hunt").expect("write");
-    stdin.flush().expect("flush");
+    at.send(b"AT+WSOPEN=0,\"ws://user:hunt");
     std::thread::sleep(Duration::from_millis(50));
-    stdin
-        .write_all(b"er2@127.0.0.1:9\",,1000,\"Bearer tok3n-value\"\r\n")
-        .expect("write");
-    read_until(&mut stdout, b"\r\nERROR\r\n");
-    drop(stdin);
-    let _ = child.wait();
+    at.send(b"er2@127.0.0.1:9\",,1000,\"Bearer tok3n-value\"\r\n");
+    at.read_until(b"\r\nERROR\r\n", STEP);
+    at.close_input();
+    exit_within(&mut child, Duration::from_secs(10));
     std::fs::read_to_string(&trace).expect("trace")
 }
 
@@ -174,13 +133,15 @@ fn the_trace_hides_credentials_unless_asked() {
 fn the_pty_link_is_removed_when_the_modem_is_terminated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("ttyWS0");
-    let mut child = wsat()
-        .args(["modem", "--pty", "--link", &link.display().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = Killed(
+        wsat()
+            .args(["modem", "--pty", "--link", &link.display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::symlink_metadata(&link).is_err() {
         assert!(Instant::now() < deadline, "no link appeared");
@@ -193,17 +154,233 @@ fn the_pty_link_is_removed_when_the_modem_is_terminated() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "a terminated modem exits cleanly: {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the modem ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(
+        exit_within(&mut child, Duration::from_secs(10)),
+        Some(0),
+        "a terminated modem exits cleanly"
+    );
     assert!(
         std::fs::symlink_metadata(&link).is_err(),
         "the --link symlink was left behind"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A pty opened by its link: a host program opens the pseudo-terminal by the symlink's path, as
+// it would open a USB-serial adapter, and talks AT to it
+// (shared/spec/esp-at-websocket.md §13; DESIGN.md: "a peer closing and reopening it must keep
+// working").
+
+/// The host opens the pty by its link, as it would open a USB-serial adapter.
+fn open_pty(link: &Path) -> AtClient {
+    AtClient::open_pty(link).expect("open the pty")
+}
+
+/// The seed's ws session (shared/seeds/001, spec §13.1) over an opened AT port.
+fn seed_ws_session(at: &mut AtClient, uri: &str) {
+    at.at("AT+CWMODE=1", OK);
+    at.at(
+        "AT+CWJAP=\"espressif\",\"1234567890\"",
+        b"WIFI CONNECTED\r\nWIFI GOT IP\r\n\r\nOK\r\n",
+    );
+    at.at(&format!("AT+WSOPEN=0,\"{uri}\""), b"+WS_CONNECTED:0\r\n\r\nOK\r\n");
+    at.at("AT+WSSEND=0,4", PROMPT);
+    at.send("test");
+    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,4,test\r\n"]);
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, uri)));
+}
+
+#[test]
+fn seed_ws_session_over_the_pty_and_reopening_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyWS0");
+    let server = EchoPeer::ws();
+    let mut modem = modem_pty(&link, FAST);
+    let dev = modem.pty.clone().expect("a pty");
+    assert_eq!(
+        std::fs::read_link(&link).expect("the --link symlink exists"),
+        dev,
+        "the symlink points at the pty"
+    );
+
+    // The banner was printed once at start and waited in the pty for the first reader.
+    let mut at = open_pty(&link);
+    at.expect(READY);
+    seed_ws_session(&mut at, &server.uri());
+
+    // Close the port with the link still open, reopen it: nothing was lost, nothing repeats.
+    drop(at);
+    let mut at = open_pty(&link);
+    let queued = at.drain(Duration::from_millis(300));
+    assert!(
+        queued.is_empty(),
+        "bytes waited for the reopened port: \"{}\"",
+        queued.escape_ascii()
+    );
+    at.at("AT", OK);
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &server.uri())));
+    at.at("AT+WSSEND=0,5", PROMPT);
+    at.send("again");
+    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,5,again\r\n"]);
+    at.at("AT+WSCLOSE=0", OK);
+    at.at("AT+WSOPEN?", OK);
+    modem.assert_alive();
+}
+
+#[test]
+fn the_pty_carries_binary_payloads_unchanged() {
+    // Raw mode both ways: CR, LF, NUL, DEL, ^C, ^D, ^S/^Q and 8-bit bytes are data (§1.7, §8.5).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyWS0");
+    let server = EchoPeer::ws();
+    let modem = modem_pty(&link, FAST);
+    let mut at = open_pty(&link);
+    at.expect(READY);
+    at.at(
+        &format!("AT+WSOPEN=1,\"{}\"", server.uri()),
+        b"+WS_CONNECTED:1\r\n\r\nOK\r\n",
+    );
+    let payload: Vec<u8> = (0..=255u8)
+        .chain([b'\r', b'\n', 0x03, 0x04, 0x11, 0x13, 0x1a, 0x7f])
+        .collect();
+    at.at(&format!("AT+WSSEND=1,{},2", payload.len()), PROMPT);
+    at.send(&payload);
+    at.expect_any_order(&[SEND_OK, &ws_data(1, &payload)]);
+    at.at("AT+WSCLOSE=1", OK);
+    drop(modem);
+}
+
+#[test]
+fn the_pty_session_with_the_seed_server_survives_a_port_closed_mid_prompt() {
+    if !peer_or_skip("the_pty_session_with_the_seed_server_survives_a_port_closed_mid_prompt") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyWS0");
+    let server = SeedServer::ws();
+    let modem = modem_pty(&link, FAST);
+    let mut at = open_pty(&link);
+    at.expect(READY);
+    seed_ws_session(&mut at, &server.uri());
+    // The host closes the port in the middle of a payload and comes back (§1.7: no timeout).
+    at.at("AT+WSSEND=0,4", PROMPT);
+    at.send("te");
+    drop(at);
+    let mut at = open_pty(&link);
+    at.expect_silence(Duration::from_millis(300));
+    at.send("st");
+    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,4,test\r\n"]);
+    at.at("AT+WSCLOSE=0", OK);
+    drop(modem);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP: the AT host coming and going (one host at a time, state survives), and --trace
+
+fn read_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_data_prompt_survives_the_at_client_reconnecting() {
+    let server = EchoPeer::ws();
+    let modem = modem_tcp(FAST);
+    let mut at = modem.connect();
+    at.open(0, &server.uri());
+    at.at("AT+WSSEND=0,4", PROMPT);
+    at.send("te");
+    at.expect_silence(Duration::from_millis(200));
+    drop(at);
+
+    // §1.7: no timeout in data mode; the new client gets the banner, then finishes the payload.
+    let mut at = modem.connect();
+    at.expect_silence(Duration::from_millis(300));
+    at.send("st");
+    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,4,test\r\n"]);
+    at.at("AT", OK);
+    at.at("AT+WSCLOSE=0", OK);
+}
+
+#[test]
+fn links_survive_the_at_client_reconnecting() {
+    let server = EchoPeer::ws();
+    let modem = modem_tcp(FAST);
+    let mut at = modem.connect();
+    at.at("AT+WSHEAD=6", PROMPT);
+    at.send("X-A: b");
+    at.expect(OK);
+    at.open(1, &server.uri());
+
+    // A second client while one is attached is turned away without a banner.
+    let mut second = modem.connect_raw();
+    assert!(second.closed_within(STEP), "a second AT client was not refused");
+    assert!(
+        second.received.is_empty(),
+        "the refused client got {:?}",
+        second.received.escape_ascii().to_string()
+    );
+    at.at("AT", OK);
+    drop(at);
+
+    let mut at = modem.connect();
+    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(1, 2, &server.uri())));
+    at.at("AT+WSHEAD?", b"+WSHEAD:0,\"X-A: b\"\r\n\r\nOK\r\n");
+    at.send_and_echo(1, b"after reconnect");
+    at.at("AT+WSCLOSE=1", OK);
+}
+
+/// One line of the trace: direction, length, and the bytes as written (escaped).
+fn parse_trace_line(line: &str) -> (String, usize, String) {
+    let rest = line.trim_start();
+    let (time, rest) = rest.split_once(' ').unwrap_or_else(|| panic!("trace line {line:?}"));
+    time.parse::<f64>()
+        .unwrap_or_else(|_| panic!("no timestamp in {line:?}"));
+    let rest = rest.trim_start();
+    let (dir, rest) = rest.split_once(' ').unwrap_or_else(|| panic!("trace line {line:?}"));
+    let rest = rest.trim_start();
+    let (len, rest) = rest.split_once(' ').unwrap_or_else(|| panic!("trace line {line:?}"));
+    let len = len.parse().unwrap_or_else(|_| panic!("no length in {line:?}"));
+    let quoted = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("bytes not quoted in {line:?}"));
+    (dir.to_owned(), len, quoted.to_owned())
+}
+
+#[test]
+fn trace_records_both_directions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("at.trace");
+    let mut args = FAST.to_vec();
+    args.extend(["--trace", trace.to_str().expect("UTF-8 path")]);
+    let modem = modem_tcp(&args);
+    let mut at = modem.connect();
+    at.at("AT", OK);
+    at.at("AT+WSHEAD=3", PROMPT);
+    at.send("a:\"");
+    at.expect(OK);
+    at.at("AT+WSHEAD?", b"+WSHEAD:0,\"a:\"\"\r\n\r\nOK\r\n");
+    at.at("AT+NOPE", ERROR);
+
+    let text = String::from_utf8(read_file(&trace)).expect("a text trace");
+    let (mut ins, mut outs) = ((String::new(), 0), (String::new(), 0));
+    for line in text.lines() {
+        let (dir, len, bytes) = parse_trace_line(line);
+        let side = match dir.as_str() {
+            "in" => &mut ins,
+            "out" => &mut outs,
+            other => panic!("direction {other:?} in {line:?}"),
+        };
+        side.0.push_str(&bytes);
+        side.1 += len;
+    }
+    assert_eq!(ins.0, at.sent.escape_ascii().to_string(), "the trace's `in` lines");
+    assert_eq!(ins.1, at.sent.len());
+    assert_eq!(
+        outs.0,
+        at.received.escape_ascii().to_string(),
+        "the trace's `out` lines"
+    );
+    assert_eq!(outs.1, at.received.len());
+    assert!(outs.0.starts_with("\\r\\nready\\r\\n"), "the banner is traced");
 }

@@ -2,15 +2,14 @@
 //! per reconnect (the ESP client has one of about 250, esp-protocols #1104) fails it. It has
 //! its own test binary, so that the process's resident set belongs to this test alone.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{accept_upgrade, scripted_peer};
 use wsat_client::{Client, ClientConfig, Event, Reconnect};
+use wsat_testkit::peer::{accept_upgrade, ScriptedPeer};
+use wsat_testkit::process::rss_kib;
 
 fn own_rss_kib() -> u64 {
-    common::rss_kib(std::process::id())
+    rss_kib(std::process::id())
 }
 
 /// Receives events until `target` connections in all have been made.
@@ -30,11 +29,10 @@ async fn count_until(target: u32, connects: &mut u32, events: &mut wsat_client::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_flat_across_10000_reconnects() {
     // Every connection is upgraded and dropped at once: the client reconnects at once.
-    let (addr, _peer) = scripted_peer(|mut tcp| async move {
+    let peer = ScriptedPeer::start(|mut tcp, _| async move {
         accept_upgrade(&mut tcp).await;
-    })
-    .await;
-    let mut config = ClientConfig::new(format!("ws://{addr}"));
+    });
+    let mut config = ClientConfig::new(peer.uri());
     config.reconnect = Reconnect::Fixed(Duration::ZERO);
     let (client, mut events) = Client::start(config).expect("valid");
     let mut connects = 0u32;

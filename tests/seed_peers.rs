@@ -2,15 +2,13 @@
 //! (`ws-server.py`, `wss-server.py` from shared/seeds/001, run by scripts/seed_server.py
 //! on websockets 12.0) with the firmware's default PKI from shared/pki.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{until, STEP};
 use wsat_client::{Client, ClientConfig, Delivery, Event, OpCode, Reconnect, Verification};
+use wsat_testkit::events::{next, until, STEP};
 use wsat_testkit::{peer_or_skip, shared_dir, SeedServer};
 
 fn read(path: &Path) -> Vec<u8> {
@@ -78,7 +76,7 @@ async fn chunks_from_the_seed_server_follow_the_buffer_size() {
     client.send(OpCode::TEXT, "q".repeat(2000), STEP).await.expect("sent");
     let mut chunks = Vec::new();
     while chunks.len() < 2 {
-        match common::next(&mut events).await {
+        match next(&mut events).await {
             Event::Data(d) => chunks.push((d.offset, d.data.len(), d.payload_len)),
             Event::Finish => panic!("finished early after {chunks:?}"),
             other => eprintln!("{other:?}"),

@@ -1,95 +1,18 @@
-//! Shared pieces of the end-to-end tests: event collection with deadlines, small scripted
-//! peers for the fault cases real servers do not produce on demand, and the `wsat` binary's
-//! echo server as a child process.
+//! What the end-to-end tests need from the `wsat` package itself, on top of the test kit
+//! (`wsat_testkit`, which holds everything else): the `wsat` binary (only this package's tests
+//! can name it), `wsat modem` and `wsat echo-server` started from it, and the library's echo
+//! server in process.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-use wsat_client::{Event, Events};
-
-/// How long any single expected event may take before the test fails.
-pub const STEP: Duration = Duration::from_secs(10);
-
-/// The next event, failing the test after [`STEP`].
-pub async fn next(events: &mut Events) -> Event {
-    match tokio::time::timeout(STEP, events.recv()).await {
-        Ok(Some(ev)) => ev,
-        Ok(None) => panic!("event stream ended"),
-        Err(_) => panic!("no event within {STEP:?}"),
-    }
-}
-
-/// Events until one matches `stop` (included), failing after [`STEP`] per event.
-pub async fn until(events: &mut Events, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
-    let mut seen = Vec::new();
-    loop {
-        let ev = next(events).await;
-        let done = stop(&ev);
-        seen.push(ev);
-        if done {
-            return seen;
-        }
-    }
-}
-
-/// A scripted TCP peer on 127.0.0.1: `handler` runs for each accepted connection.
-pub async fn scripted_peer<F, Fut>(handler: F) -> (SocketAddr, JoinHandle<()>)
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let addr = listener.local_addr().expect("bound");
-    let task = tokio::spawn(async move {
-        let handler = std::sync::Arc::new(handler);
-        let mut conns = tokio::task::JoinSet::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            // Reap finished connections, so a long test does not accumulate them.
-            while conns.try_join_next().is_some() {}
-            conns.spawn(handler(tcp));
-        }
-    });
-    (addr, task)
-}
-
-/// Reads an upgrade request and answers 101; returns bytes that followed the request.
-pub async fn accept_upgrade(tcp: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Ok(Some(req)) = wsat_proto::handshake::parse_request(&buf) {
-            let resp = wsat_proto::handshake::accept_response(&req.key, None);
-            tcp.write_all(&resp).await.expect("write 101");
-            return buf.split_off(req.head_len);
-        }
-        let n = tcp.read(&mut chunk).await.expect("read request");
-        assert!(n > 0, "client left during the upgrade");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Reads until the peer closes, discarding everything.
-pub async fn drain(tcp: &mut TcpStream) {
-    let mut sink = [0u8; 4096];
-    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
-}
-
-/// A child process, killed and reaped on drop.
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use wsat_testkit::modem_process::{Modem, ModemCommand};
+use wsat_testkit::process::Killed;
 
 /// The `wsat` binary under test.
 pub fn wsat() -> Command {
@@ -107,49 +30,105 @@ pub fn echo_server(extra: &[&str], stderr: Stdio) -> (Killed, u16) {
         .spawn()
         .expect("spawn echo-server");
     let child = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "echo-server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wsat_testkit::wait_until("echo-server to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     (child, port)
 }
 
-/// The exit code and the whole stdout and stderr (both piped) of `child` once it exits,
-/// failing the test after `bound`. The pipes are drained while it runs, so a chatty child
-/// cannot block on a full pipe.
-pub fn output_within(child: &mut Child, bound: Duration) -> (Option<i32>, String, String) {
-    fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text).expect("read a pipe");
-            text
-        })
-    }
-    let out = drain(child.stdout.take().expect("stdout piped"));
-    let err = drain(child.stderr.take().expect("stderr piped"));
-    let code = exit_within(child, bound);
-    (code, out.join().expect("stdout"), err.join().expect("stderr"))
+/// Short firmware timings so that failure paths and reconnects take milliseconds, not seconds.
+pub const FAST: &[&str] = &[
+    "--reconnect-delay-ms",
+    "300",
+    "--open-error-delay-ms",
+    "200",
+    "--network-timeout-ms",
+    "2000",
+];
+
+/// `wsat modem` from this build, logging at `RUST_LOG=debug` (shown if the test fails).
+pub fn modem_command() -> ModemCommand {
+    ModemCommand::new(env!("CARGO_BIN_EXE_wsat")).rust_log("debug")
 }
 
-/// The exit code of `child` once it exits, failing the test after `bound`.
-pub fn exit_within(child: &mut Child, bound: Duration) -> Option<i32> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code();
+/// `wsat modem --tcp 127.0.0.1:0 ARGS…`, once it listens.
+pub fn modem_tcp(args: &[&str]) -> Modem {
+    modem_command().tcp().args(args).start()
+}
+
+/// `wsat modem --pty --link LINK ARGS…`, once the pty exists.
+pub fn modem_pty(link: &Path, args: &[&str]) -> Modem {
+    modem_command().pty(link).args(args).start()
+}
+
+/// wsat's in-process echo server (ws, or wss with a TLS configuration) on its own tokio
+/// runtime, stopped on drop.
+pub struct EchoPeer {
+    addr: SocketAddr,
+    tls: bool,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl EchoPeer {
+    /// A ws echo server.
+    pub fn ws() -> EchoPeer {
+        Self::start(None)
+    }
+
+    /// A wss echo server with `config`.
+    pub fn wss(config: Arc<rustls::ServerConfig>) -> EchoPeer {
+        Self::start(Some(config))
+    }
+
+    fn start(tls: Option<Arc<rustls::ServerConfig>>) -> EchoPeer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let is_tls = tls.is_some();
+        let addr = rt.block_on(async {
+            let server = wsat::echo_server::EchoServer::bind("127.0.0.1:0", tls)
+                .await
+                .expect("bind the echo server");
+            let addr = server.local_addr().expect("bound");
+            server.spawn();
+            addr
+        });
+        EchoPeer {
+            addr,
+            tls: is_tls,
+            rt: Some(rt),
         }
-        assert!(Instant::now() < deadline, "process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `ws://127.0.0.1:PORT` or `wss://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://127.0.0.1:{}", self.addr.port())
     }
 }
 
-/// Resident set size of process `pid` in KiB, from `/proc/<pid>/status`.
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A wss echo server presenting `cert`; with `client_ca`, a client certificate is required.
+pub fn wss_echo(cert: &wsat_testkit::Credential, client_ca: Option<&wsat_testkit::Credential>) -> EchoPeer {
+    let config = wsat::tls_server::server_config(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        client_ca.map(|c| c.cert_pem.as_bytes()),
+    )
+    .expect("server TLS config");
+    EchoPeer::wss(config)
 }

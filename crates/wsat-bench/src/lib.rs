@@ -11,7 +11,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod at_host;
 pub mod chart;
 pub mod load;
 pub mod modem;

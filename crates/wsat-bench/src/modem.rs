@@ -19,23 +19,14 @@
 //! not pinned (it plays the host MCU at the other end of the serial line, and a 2-core
 //! machine has no third core to give it). Every wait is bounded.
 
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use wsat_testkit::at_host::{AtClient, AtEvent, EchoCheck};
+use wsat_testkit::data::payload;
+use wsat_testkit::modem_process::{Modem, ModemCommand};
 
-use super::at_host::{payload, AtEvent, AtStream, EchoCheck};
 use super::orchestrate::{command as pinned_command, Pinning, ServerProcess};
 use super::report::{ModemMeasure, ModemRow};
 use super::stats::{median, percentile, Figures};
@@ -54,8 +45,6 @@ const BUFFER_SIZE: usize = 8192;
 const STEP: Duration = Duration::from_secs(10);
 /// Bound on AT+WSOPEN (the firmware's own default timeout is 15 s).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bound on the modem announcing its AT port.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which AT port of `wsat modem` is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,163 +79,20 @@ pub struct Options {
     pub measure: Duration,
 }
 
-/// A running `wsat modem` child: its AT port, its stderr (kept for error messages), its
-/// process for `/proc` figures. Ended with SIGTERM (then SIGKILL) on drop.
-pub struct ModemProcess {
-    child: Child,
-    transport: Transport,
-    /// The TCP address (`--tcp`) of the AT port.
-    tcp: Option<SocketAddr>,
-    /// The `--link` path of the pty.
-    link: Option<PathBuf>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl ModemProcess {
-    /// Starts `wsat modem` (`wsat`: the `wsat` binary) on `transport`, pinned to the client
-    /// core, and waits (bounded) until it announces its AT port.
-    pub fn start(wsat: &Path, pinning: &Pinning, transport: Transport) -> anyhow::Result<ModemProcess> {
-        let mut cmd = pinned_command(&pinning.client, wsat);
-        cmd.arg("modem");
-        let link = match transport {
-            Transport::Tcp => {
-                cmd.args(["--tcp", "127.0.0.1:0"]);
-                None
-            }
-            Transport::Pty => {
-                let path = unique_link_path();
-                cmd.arg("--pty").arg("--link").arg(&path);
-                Some(path)
-            }
-        };
-        // A failed open answers in well under a second instead of the firmware's ≈5 s.
-        cmd.args(["--open-error-delay-ms", "200", "--network-timeout-ms", "5000"]);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting `wsat modem`")?;
-        let stderr = child.stderr.take().context("the modem's stderr")?;
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        let keep = tail.clone();
-        // Drained for the modem's whole life (a full pipe would stall it); after the banner
-        // its lines (warnings) are passed on.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                {
-                    let mut t = keep.lock().unwrap_or_else(|p| p.into_inner());
-                    if t.len() == 20 {
-                        t.pop_front();
-                    }
-                    t.push_back(line.clone());
-                }
-                if let Err(mpsc::SendError(line)) = lines_tx.send(line) {
-                    eprintln!("wsat-bench: modem: {line}");
-                }
-            }
-        });
-        let mut modem = ModemProcess {
-            child,
-            transport,
-            tcp: None,
-            link,
-            tail,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        let banner = loop {
-            match lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("wsat modem: AT port on ") => break line,
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!("`wsat modem` did not announce its AT port within {START_TIMEOUT:?}")
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!(
-                        "`wsat modem` ended before announcing its AT port: {}",
-                        modem.last_words()
-                    )
-                }
-            }
-        };
-        if transport == Transport::Tcp {
-            let addr = banner
-                .strip_prefix("wsat modem: AT port on tcp://")
-                .and_then(|a| a.trim().parse().ok())
-                .ok_or_else(|| anyhow!("unexpected banner of `wsat modem`: {banner:?}"))?;
-            modem.tcp = Some(addr);
-        }
-        Ok(modem)
-    }
-
-    /// The modem's process id (`taskset` execs it, so this is the modem itself).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `VmRSS` and `VmHWM` of the modem process, KiB.
-    pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let pid = self.pid().to_string();
-        let rss = sys::status_field(&pid, "VmRSS:");
-        let hwm = sys::status_field(&pid, "VmHWM:");
-        rss.zip(hwm)
-            .ok_or_else(|| anyhow!("cannot read /proc/{pid}/status of the modem"))
-    }
-
-    /// Attaches to the AT port as a host would.
-    pub fn connect(&self) -> anyhow::Result<AtPort> {
-        match self.transport {
-            Transport::Tcp => {
-                let addr = self.tcp.context("the modem's TCP address")?;
-                let stream = TcpStream::connect_timeout(&addr, STEP)
-                    .with_context(|| format!("connecting to the AT port tcp://{addr}"))?;
-                stream.set_nodelay(true)?;
-                Ok(AtPort::new(Box::new(stream)))
-            }
-            Transport::Pty => {
-                let link = self.link.as_deref().context("the modem's pty link")?;
-                Ok(AtPort::new(Box::new(open_pty(link)?)))
-            }
-        }
-    }
-
-    /// Whether the process ended, and its last stderr lines: what to add to an error.
-    fn last_words(&mut self) -> String {
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => format!("the modem process ended ({status})"),
-            _ => "the modem process is still running".to_owned(),
-        };
-        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        if tail.is_empty() {
-            status
-        } else {
-            format!(
-                "{status}; its last stderr lines: {}",
-                tail.iter().cloned().collect::<Vec<_>>().join(" | ")
-            )
-        }
-    }
-}
-
-impl Drop for ModemProcess {
-    fn drop(&mut self) {
-        // SIGTERM first: the modem then removes its --link symlink itself. The child has
-        // not been reaped yet, so its pid cannot name another process.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(link) = &self.link {
-            let _ = std::fs::remove_file(link);
-        }
-    }
+/// Starts `wsat modem` (`wsat`: the `wsat` binary) on `transport`, pinned to the client
+/// core, and waits (bounded) until it announces its AT port. Its stderr lines after that are
+/// passed on (warnings); it is killed when dropped.
+fn start_modem(wsat: &Path, pinning: &Pinning, transport: Transport) -> anyhow::Result<Modem> {
+    let command = ModemCommand::wrapping(pinned_command(&pinning.client, wsat));
+    let command = match transport {
+        Transport::Tcp => command.tcp(),
+        Transport::Pty => command.pty(&unique_link_path()),
+    };
+    // A failed open answers in well under a second instead of the firmware's ≈5 s.
+    command
+        .args(["--open-error-delay-ms", "200", "--network-timeout-ms", "5000"])
+        .forward_stderr("wsat-bench: modem: ")
+        .try_start()
 }
 
 /// A fresh path for the pty's symlink in the temporary directory.
@@ -260,121 +106,31 @@ fn unique_link_path() -> PathBuf {
     ))
 }
 
-/// Opens the pty by path like a host program: read+write, not as the controlling
-/// terminal, raw mode (binary payloads, no echo, no CR/LF mapping), blocking reads that
-/// [`AtPort`] bounds with poll(2).
-fn open_pty(path: &Path) -> anyhow::Result<File> {
-    use nix::fcntl::OFlag;
-    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, SpecialCharacterIndices};
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(OFlag::O_NOCTTY.bits())
-        .open(path)
-        .with_context(|| format!("opening the modem's pty {}", path.display()))?;
-    let mut attrs = tcgetattr(&file).context("tcgetattr on the pty")?;
-    cfmakeraw(&mut attrs);
-    attrs.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
-    attrs.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-    tcsetattr(&file, SetArg::TCSANOW, &attrs).context("tcsetattr on the pty")?;
-    Ok(file)
-}
-
-/// A byte stream with a file descriptor to poll: the TCP socket or the pty.
-trait PortIo: Read + Write + AsFd + Send {}
-impl<T: Read + Write + AsFd + Send> PortIo for T {}
-
-/// The host end of an AT port: writes commands and payloads, reads the modem's output
-/// into [`AtEvent`]s, every wait bounded by a deadline.
-pub struct AtPort {
-    io: Box<dyn PortIo>,
-    stream: AtStream,
-    buf: Vec<u8>,
-}
-
-impl AtPort {
-    fn new(io: Box<dyn PortIo>) -> AtPort {
-        AtPort {
-            io,
-            stream: AtStream::new(),
-            buf: vec![0; 64 * 1024],
-        }
-    }
-
-    /// Writes all of `bytes`.
-    pub fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.io
-            .write_all(bytes)
-            .and_then(|()| self.io.flush())
-            .context("writing to the AT port")
-    }
-
-    /// Hands the modem's events to `f` until it returns `true`; an error from `f`, from the
-    /// port or the deadline passing (`what` says what was awaited) ends the wait.
-    pub fn pump(
-        &mut self,
-        deadline: Instant,
-        what: &str,
-        mut f: impl FnMut(AtEvent) -> anyhow::Result<bool>,
-    ) -> anyhow::Result<()> {
-        loop {
-            while let Some(ev) = self.stream.next_event()? {
-                if f(ev)? {
-                    return Ok(());
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                bail!("no {what} from the modem in time");
-            }
-            self.fill(deadline - now)?;
-        }
-    }
-
-    /// Waits up to `wait` for bytes and takes what is there.
-    fn fill(&mut self, wait: Duration) -> anyhow::Result<()> {
-        let timeout = PollTimeout::try_from(wait.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(self.io.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Err(Errno::EINTR) | Ok(0) => return Ok(()),
-            Err(e) => return Err(io::Error::from(e)).context("poll on the AT port"),
-            Ok(_) => {}
-        }
-        match self.io.read(&mut self.buf) {
-            Ok(0) => bail!("the AT port was closed by the modem"),
-            Ok(n) => {
-                self.stream.push(&self.buf[..n]);
-                Ok(())
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => bail!("the AT port was closed by the modem ({e})"),
-            Err(e) => Err(e).context("reading the AT port"),
-        }
-    }
-
-    /// Sends `cmd` (CR LF added) and returns the lines before its `OK`; `ERROR` (or
-    /// `busy p...`) is an error carrying them.
-    pub fn command(&mut self, cmd: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
-        self.write(format!("{cmd}\r\n").as_bytes())?;
-        let mut lines = Vec::new();
-        let mut failed = false;
-        self.pump(Instant::now() + timeout, &format!("answer to {cmd}"), |ev| match ev {
-            AtEvent::Line(l) if l == "OK" => Ok(true),
-            AtEvent::Line(l) => {
-                failed = l == "ERROR" || l.starts_with("busy");
-                lines.push(l);
-                Ok(failed)
-            }
-            other => bail!("{cmd}: unexpected {}", describe(&other)),
-        })?;
-        ensure!(!failed, "{cmd} failed: {}", lines.join(" | "));
-        Ok(lines)
-    }
-
+/// What the bench does on the host end of an AT port, on top of the test kit's
+/// [`AtClient`] (commands, events, every wait bounded by a deadline).
+trait Driver {
     /// Configures `link` (buffer [`BUFFER_SIZE`], pings out of the way) and opens it to
     /// `uri`, waiting for `+WS_CONNECTED`.
-    pub fn open_link(&mut self, link: usize, uri: &str) -> anyhow::Result<()> {
+    fn open_link(&mut self, link: usize, uri: &str) -> anyhow::Result<()>;
+
+    /// Writes AT+WSSEND for `len` binary bytes on `link` and waits for its `>`; echoes
+    /// that arrive meanwhile go to `on_data`.
+    fn send_command(
+        &mut self,
+        link: usize,
+        len: usize,
+        deadline: Instant,
+        on_data: impl FnMut(usize, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
+
+    /// One round trip of `body` on `link`: AT+WSSEND, `>`, the payload, `SEND OK` and the
+    /// complete, identical echo. Returns the time from the command's first byte to the
+    /// echo's last.
+    fn round_trip(&mut self, link: usize, body: &[u8], check: &mut EchoCheck) -> anyhow::Result<Duration>;
+}
+
+impl Driver for AtClient {
+    fn open_link(&mut self, link: usize, uri: &str) -> anyhow::Result<()> {
         self.command(&format!("AT+WSCFG={link},7200,7200,{BUFFER_SIZE}"), STEP)?;
         let lines = self
             .command(&format!("AT+WSOPEN={link},\"{uri}\""), OPEN_TIMEOUT)
@@ -388,8 +144,6 @@ impl AtPort {
         Ok(())
     }
 
-    /// Writes AT+WSSEND for `len` binary bytes on `link` and waits for its `>`; echoes
-    /// that arrive meanwhile go to `on_data`.
     fn send_command(
         &mut self,
         link: usize,
@@ -406,10 +160,7 @@ impl AtPort {
         })
     }
 
-    /// One round trip of `body` on `link`: AT+WSSEND, `>`, the payload, `SEND OK` and the
-    /// complete, identical echo. Returns the time from the command's first byte to the
-    /// echo's last.
-    pub fn round_trip(&mut self, link: usize, body: &[u8], check: &mut EchoCheck) -> anyhow::Result<Duration> {
+    fn round_trip(&mut self, link: usize, body: &[u8], check: &mut EchoCheck) -> anyhow::Result<Duration> {
         let start = Instant::now();
         let deadline = start + STEP;
         self.send_command(link, body.len(), deadline, |l, _| {
@@ -428,7 +179,7 @@ impl AtPort {
                         echoed_at = Some(Instant::now());
                     }
                 }
-                other => bail!("AT+WSSEND={link}: unexpected {}", describe(&other)),
+                other => bail!("AT+WSSEND={link}: unexpected {}", other.describe()),
             }
             Ok(send_ok && echoed_at.is_some())
         })?;
@@ -436,23 +187,9 @@ impl AtPort {
     }
 }
 
-/// An event for an error message.
-fn describe(ev: &AtEvent) -> String {
-    match ev {
-        AtEvent::Line(l) => format!("{l:?}"),
-        AtEvent::Prompt => "> prompt".to_owned(),
-        AtEvent::Data { link, bytes } => format!("+WS_DATA on link {link} ({} bytes)", bytes.len()),
-    }
-}
-
 /// Round trips of `size` bytes on link 0 for `warmup`, then for `measure`: their rate,
 /// percentiles, and the modem's CPU time and peak memory.
-fn measure_round_trips(
-    port: &mut AtPort,
-    modem: &ModemProcess,
-    size: usize,
-    opts: &Options,
-) -> anyhow::Result<Figures> {
+fn measure_round_trips(port: &mut AtClient, modem: &Modem, size: usize, opts: &Options) -> anyhow::Result<Figures> {
     // Alternating bodies: an echo of the previous message would not pass as this one's.
     let bodies = [payload(0, size), payload(1, size)];
     let mut check = EchoCheck::new();
@@ -483,7 +220,7 @@ fn measure_round_trips(
         p50_us: us(50.0),
         p99_us: us(99.0),
         cpu_us_per_msg: cpu * 1e6 / n,
-        peak_rss_kib: modem.memory_kib()?.1 as f64,
+        peak_rss_kib: modem.try_memory_kib()?.1 as f64,
     })
 }
 
@@ -512,12 +249,7 @@ impl Tally {
 /// [`THROUGHPUT_SIZE`] messages round robin over links `0..links` as fast as the AT port
 /// takes them (each waits only for its own `SEND OK`), echoes counted as they come; then
 /// every echo still in flight is awaited and checked.
-fn measure_throughput(
-    port: &mut AtPort,
-    modem: &ModemProcess,
-    links: usize,
-    opts: &Options,
-) -> anyhow::Result<Figures> {
+fn measure_throughput(port: &mut AtClient, modem: &Modem, links: usize, opts: &Options) -> anyhow::Result<Figures> {
     let size = THROUGHPUT_SIZE;
     let mut tally = Tally {
         checks: (0..links).map(|_| EchoCheck::new()).collect(),
@@ -550,7 +282,7 @@ fn measure_throughput(
         port.pump(deadline, "SEND OK", |ev| match ev {
             AtEvent::Line(l) if l == "SEND OK" => Ok(true),
             AtEvent::Data { link, bytes } => tally.data(link, &bytes).map(|()| false),
-            other => bail!("AT+WSSEND={link}: unexpected {}", describe(&other)),
+            other => bail!("AT+WSSEND={link}: unexpected {}", other.describe()),
         })?;
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -565,7 +297,7 @@ fn measure_throughput(
                 tally.data(link, &bytes)?;
                 Ok(tally.checks.iter().all(|c| c.in_flight() == 0))
             }
-            other => bail!("waiting for the last echoes: unexpected {}", describe(&other)),
+            other => bail!("waiting for the last echoes: unexpected {}", other.describe()),
         })?;
     }
     ensure!(counted > 0.0, "no echo arrived during the measured interval");
@@ -576,7 +308,7 @@ fn measure_throughput(
         p50_us: 0.0,
         p99_us: 0.0,
         cpu_us_per_msg: cpu * 1e6 / msgs,
-        peak_rss_kib: modem.memory_kib()?.1 as f64,
+        peak_rss_kib: modem.try_memory_kib()?.1 as f64,
     })
 }
 
@@ -592,9 +324,9 @@ fn transport_round(
     transport: Transport,
     opts: &Options,
 ) -> anyhow::Result<Vec<Sample>> {
-    let mut modem = ModemProcess::start(wsat, pinning, transport)?;
-    let run = |modem: &ModemProcess| -> anyhow::Result<Vec<Sample>> {
-        let mut port = modem.connect()?;
+    let mut modem = start_modem(wsat, pinning, transport)?;
+    let run = |modem: &Modem| -> anyhow::Result<Vec<Sample>> {
+        let mut port = modem.try_attach()?;
         port.command("ATE0", STEP).context("the AT port does not answer")?;
         let uri = format!("ws://{}/", server.ws_addr);
         port.open_link(0, &uri)?;
@@ -605,7 +337,7 @@ fn transport_round(
             out.push((
                 ModemMeasure::RoundTrip { payload: size },
                 f,
-                modem.memory_kib()?.0 as f64,
+                modem.try_memory_kib()?.0 as f64,
             ));
         }
         for link in 1..THROUGHPUT_LINKS {
@@ -617,7 +349,7 @@ fn transport_round(
             links: THROUGHPUT_LINKS,
             payload: THROUGHPUT_SIZE,
         };
-        out.push((measure, f, modem.memory_kib()?.0 as f64));
+        out.push((measure, f, modem.try_memory_kib()?.0 as f64));
         Ok(out)
     };
     let result = run(&modem);
@@ -684,20 +416,21 @@ pub fn run(wsat: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Option
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpListener;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
 
     use super::*;
 
-    /// An [`AtPort`] on a TCP connection whose other end is `fake`, a scripted modem that
+    /// An [`AtClient`] on a TCP connection whose other end is `fake`, a scripted modem that
     /// gets the stream and returns when done.
-    fn fake_modem(fake: impl FnOnce(TcpStream) + Send + 'static) -> AtPort {
+    fn fake_modem(fake: impl FnOnce(TcpStream) + Send + 'static) -> AtClient {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
             let (s, _) = listener.accept().expect("accept");
             fake(s);
         });
-        AtPort::new(Box::new(TcpStream::connect(addr).expect("connect")))
+        AtClient::connect_tcp(addr, "fake modem").expect("connect")
     }
 
     /// Reads from the driver until `bytes` more bytes came (a command line or a payload).

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::{sysconf, SysconfVar};
+use wsat_testkit::process::status_kib;
 
 /// CPU time (user + system) of this process so far (zero if the clock cannot be read).
 pub fn process_cpu_time() -> Duration {
@@ -12,17 +13,7 @@ pub fn process_cpu_time() -> Duration {
 
 /// Peak resident set of this process, KiB (`VmHWM`).
 pub fn peak_rss_kib() -> u64 {
-    status_field("self", "VmHWM:").unwrap_or(0)
-}
-
-/// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS:`.
-pub fn status_field(pid: &str, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    status_kib("self", "VmHWM:").unwrap_or(0)
 }
 
 /// CPU time (user + system, all threads, reaped ones included) of process `pid` so far,
@@ -54,7 +45,7 @@ mod tests {
         assert!(peak_rss_kib() > 0);
         let me = std::process::id();
         assert!(cpu_time_of(me).is_some_and(|t| t <= process_cpu_time() + Duration::from_millis(20)));
-        assert!(status_field(&me.to_string(), "VmRSS:").is_some_and(|kib| kib > 0));
+        assert!(status_kib(me, "VmRSS:").is_some_and(|kib| kib > 0));
         assert_eq!(cpu_time_of(u32::MAX), None);
     }
 }

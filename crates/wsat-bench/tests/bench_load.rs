@@ -3,11 +3,11 @@
 //! CSV, its table and its chart. Speed is never asserted: only that figures exist and that
 //! every implementation's echoes were counted.
 
-mod common;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use wsat_testkit::process::exit_within;
 
 const IMPLEMENTATIONS: [&str; 5] = [
     "wsat",
@@ -35,7 +35,7 @@ fn a_tiny_bench_writes_csv_table_and_chart_for_every_implementation() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run wsat-bench");
-    let code = common::exit_within(&mut child, Duration::from_secs(120));
+    let code = exit_within(&mut child, Duration::from_secs(120));
     let mut out = String::new();
     let mut err = String::new();
     child

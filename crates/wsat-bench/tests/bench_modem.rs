@@ -6,10 +6,10 @@
 //! executable (`target/<profile>/`): `cargo test --workspace` builds it; with
 //! `cargo test -p wsat-bench` alone, `cargo build -p wsat` first.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use wsat_testkit::process::output_within;
 
 /// The numeric cells of the table rows that start with `| {transport} |`.
 fn rows<'a>(table: &'a str, transport: &str) -> Vec<Vec<&'a str>> {
@@ -33,7 +33,7 @@ fn positive(cell: &str, line: &[&str]) {
 #[test]
 fn a_tiny_modem_bench_prints_both_tables_with_figures() {
     // Fails with a clear message if the `wsat` binary has not been built.
-    common::wsat_binary();
+    wsat_testkit::process::target_binary("wsat");
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsat-bench"))
         // The default: `wsat` next to wsat-bench, the same build.
         .env_remove("WSAT_BIN")
@@ -43,7 +43,7 @@ fn a_tiny_modem_bench_prints_both_tables_with_figures() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run wsat-bench");
-    let (code, out, err) = common::output_within(&mut child, Duration::from_secs(60));
+    let (code, out, err) = output_within(&mut child, Duration::from_secs(60));
     assert_eq!(code, Some(0), "--- stdout ---\n{out}\n--- stderr ---\n{err}");
     assert!(
         out.contains("| transport | payload | round trips/s | p50 µs | p99 µs | modem CPU µs/rt |"),
@@ -105,7 +105,7 @@ fn a_missing_wsat_binary_is_a_clear_error_before_anything_starts() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run wsat-bench");
-        let (code, out, err) = common::output_within(&mut child, Duration::from_secs(10));
+        let (code, out, err) = output_within(&mut child, Duration::from_secs(10));
         assert_eq!(code, Some(1), "{how}: --- stdout ---\n{out}\n--- stderr ---\n{err}");
         assert!(err.contains("--modem needs the `wsat` binary"), "{how}: {err}");
         assert!(err.contains(&missing.display().to_string()), "{how}: {err}");

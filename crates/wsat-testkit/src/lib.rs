@@ -1,4 +1,17 @@
-//! Test support for wsat's end-to-end tests against real peers.
+//! wsat's one test kit: everything the tests (and the load tool's AT host) share, one
+//! module per job.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`peer`] | scripted TCP peers ([`peer::ScriptedPeer`]): read a request, accept the upgrade (returning what followed it), redirect, drain |
+//! | [`frames`] | WebSocket frames: one builder (server or client), one reader |
+//! | [`fault`] | the fault-injection server of the fault matrix ([`fault::FaultPeer`], docs/FAULTS.md) |
+//! | [`events`] | the client library's events, awaited with a deadline |
+//! | [`process`] | child processes: killed on drop, [`process::output_within`], [`process::exit_within`], `/proc` memory ([`process::rss_kib`], [`process::hwm_kib`]), binaries of the build |
+//! | [`at_host`] | the host end of an AT port ([`at_host::AtClient`]): send a line, expect exact bytes with a deadline, read URCs as events |
+//! | [`modem_process`] | `wsat modem` as a child process on a TCP or pty AT port ([`modem_process::ModemCommand`]) |
+//! | [`data`] | deterministic payloads and junk |
+//! | this crate's root | real peers: the seed examples' Python servers ([`SeedServer`]), generated PKI ([`TestPki`]), the skip gate, free ports, fuzz corpus replay |
 //!
 //! wsat is tested against peers it did not write: the seed document's two Python echo servers
 //! (`ws-server.py`, `wss-server.py`, run by `scripts/seed_server.py` on `websockets==12.0`), the
@@ -8,7 +21,7 @@
 //!
 //! * Paths: [`workspace_root`], [`shared_dir`], [`python`].
 //! * The skip gate: [`peer_or_skip`], [`shared_or_skip`], [`python_or_skip`], [`skip`].
-//! * Ports: [`free_port`].
+//! * Ports and polling: [`free_port`], [`wait_until`].
 //! * Peers: [`SeedServer`] (the seed examples' servers), [`TestPki`] (generated certificates).
 //!
 //! `scripts/test.sh` (the project's test command) creates `<root>/.venv` with the pinned peers
@@ -33,13 +46,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod at_host;
+pub mod data;
+pub mod events;
+pub mod fault;
+pub mod frames;
+pub mod modem_process;
+pub mod peer;
+#[cfg(feature = "pki")]
 mod pki;
+pub mod process;
 mod seed;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+#[cfg(feature = "pki")]
 pub use pki::{Credential, CredentialFiles, PkiFiles, TestPki};
 pub use seed::{SeedKind, SeedServer, WssCerts};
 
@@ -193,6 +217,18 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("a bound listener has a local address")
         .port()
+}
+
+/// Waits until `f` holds (polling every 10 ms), failing the test after `within`.
+pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs `body` on every checked-in fuzz input of `target`: `fuzz/corpus/<target>/` (must

@@ -295,6 +295,30 @@ impl TestPki {
         let files = self.write_to(dir.path());
         (dir, files)
     }
+
+    /// A `wsat modem --pki` folder by the firmware's file names, in a new temporary
+    /// directory (removed when the guard drops): CA #0 = `other_ca` (signs nothing the
+    /// servers use), CA #1 = `ca`, client #0 = `client` (signed by `ca`), client #1 =
+    /// `other_client` (signed by `other_ca`).
+    pub fn firmware_pki_dir(&self) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("wsat-test-firmware-pki-")
+            .tempdir()
+            .expect("cannot create a temporary directory for the firmware PKI");
+        let files = [
+            ("wss_ca_00.crt", &self.other_ca.cert_pem),
+            ("wss_ca_01.crt", &self.ca.cert_pem),
+            ("wss_client_00.crt", &self.client.cert_pem),
+            ("wss_client_00.key", &self.client.key_pem),
+            ("wss_client_01.crt", &self.other_client.cert_pem),
+            ("wss_client_01.key", &self.other_client.key_pem),
+        ];
+        for (name, pem) in files {
+            let path = dir.path().join(name);
+            fs::write(&path, pem).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        dir
+    }
 }
 
 #[cfg(test)]

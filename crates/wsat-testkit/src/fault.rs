@@ -6,10 +6,10 @@
 //! synchronous modem tests (the AT harness blocks) and the async client tests use it alike;
 //! dropping the peer stops it and every connection it holds.
 //!
-//! It speaks real WebSocket through wsat-proto: `handshake::parse_request` and
+//! It speaks real WebSocket through wsat-proto: [`crate::peer::read_request`] and
 //! `accept_response` for the upgrade, a [`Connection`] in the server role for what the client
-//! sends (unmasking, automatic pongs, the closing handshake), `encode_frame` for the frames it
-//! scripts. Every complete frame the client sends is reported, in order, with the number of
+//! sends (unmasking, automatic pongs, the closing handshake), [`crate::frames`] for the frames
+//! it scripts. Every complete frame the client sends is reported, in order, with the number of
 //! the connection it came on ([`FaultPeer::frame`], [`FaultPeer::next_frame`]).
 
 use std::net::SocketAddr;
@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wsat_proto::handshake::{accept_response, parse_request, reject_response, ServerRequest};
-use wsat_proto::{Connection, ConnectionConfig, ConnectionState, Event, FrameHeader, MessageAssembler, OpCode, Role};
+use wsat_proto::handshake::{accept_response, reject_response, ServerRequest};
+use wsat_proto::{Connection, ConnectionConfig, ConnectionState, Event, MessageAssembler, OpCode, Role};
+
+use crate::frames::{frame_header, server_frame};
+use crate::peer::read_request;
 
 /// What the peer does with one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +82,7 @@ pub struct Seen {
 /// The reason [`Fault::CloseWith`] puts after its code.
 pub const CLOSE_REASON: &str = "bye";
 /// The payload of the text frame [`Fault::CloseMidFrame`] sends half of.
-const MID_FRAME: &[u8] = b"0123456789";
+pub const MID_FRAME: &[u8] = b"0123456789";
 /// The fragments of [`Fault::PingsInsideFragments`]: text (no FIN), continuation (no FIN),
 /// continuation (FIN).
 pub const FRAGMENTS: [&[u8]; 3] = [b"frag-1 ", b"frag-2 ", b"frag-3"];
@@ -196,15 +199,13 @@ fn recv_frame(frames: &Mutex<mpsc::Receiver<Seen>>, within: Duration) -> Seen {
 
 /// One server frame (unmasked).
 fn frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    wsat_proto::encode::encode_frame(&mut out, opcode, fin, None, payload);
-    out
+    server_frame(opcode.value(), fin, payload)
 }
 
 /// Runs `fault` on one accepted connection.
 async fn serve(mut tcp: TcpStream, n: usize, fault: Fault, report: mpsc::Sender<Seen>) {
     let _ = tcp.set_nodelay(true);
-    let Some((req, leftover)) = read_request(&mut tcp).await else {
+    let Some((req, leftover)) = read_upgrade(&mut tcp).await else {
         return;
     };
     let answer = match &fault {
@@ -307,31 +308,16 @@ async fn serve(mut tcp: TcpStream, n: usize, fault: Fault, report: mpsc::Sender<
     }
 }
 
-/// Reads the upgrade request; returns it and the bytes that followed it.
-async fn read_request(tcp: &mut TcpStream) -> Option<(ServerRequest, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match parse_request(&buf) {
-            Ok(Some(req)) => {
-                let rest = buf.split_off(req.head_len);
-                return Some((req, rest));
-            }
-            Ok(None) => {}
-            Err(_) => return None,
-        }
-        let n = tokio::time::timeout(PEER_WAIT, tcp.read(&mut chunk)).await.ok()?.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+/// Reads the upgrade request (waiting at most [`PEER_WAIT`]); returns it and the bytes that
+/// followed it.
+async fn read_upgrade(tcp: &mut TcpStream) -> Option<(ServerRequest, Vec<u8>)> {
+    let request = tokio::time::timeout(PEER_WAIT, read_request(tcp)).await.ok()??;
+    Some((request.upgrade()?, request.after))
 }
 
-/// Reads and discards until the client leaves.
+/// Reads and discards until the client leaves (at most [`PEER_WAIT`]).
 async fn drain(tcp: &mut TcpStream) {
-    let mut sink = [0u8; 4096];
-    while matches!(tokio::time::timeout(PEER_WAIT, tcp.read(&mut sink)).await, Ok(Ok(n)) if n > 0) {}
+    let _ = tokio::time::timeout(PEER_WAIT, crate::peer::drain(tcp)).await;
 }
 
 /// One byte per write, flushed, yielding in between.
@@ -347,7 +333,7 @@ async fn write_bytewise(tcp: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()
 /// One binary frame of `len` bytes made of [`huge_block`]s, written 64 KiB at a time.
 async fn write_huge(tcp: &mut TcpStream, len: u64) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(64 * 1024 + 16);
-    FrameHeader::new(true, OpCode::BINARY, None, len).encode(&mut out);
+    out.extend(frame_header(OpCode::BINARY.value(), true, None, len));
     let mut left = len;
     let mut k = 0u64;
     while left > 0 {
