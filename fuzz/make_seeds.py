@@ -67,7 +67,7 @@ fd("binary-64bit-length-form", STRICT | EAGER, 64, [10, 1], frame(2, b"x" * 300,
 fd("text-16bit-length-form-short", 0, 8, [5], frame(1, b"short", length_form=16))
 fd("huge-announced-length", STRICT, 256, [63], b"\x82\x7f\x00\x00\x01\x00\x00\x00\x00\x00" + b"a" * 500)
 fd("length-with-top-bit", 0, 256, [63], b"\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x01abc")
-# Spec §13.6: a 2500-byte text frame delivered in buffer-size chunks (256 here).
+# FIRMWARE.md §13.6: a 2500-byte text frame delivered in buffer-size chunks (256 here).
 fd("esp-2500-byte-text", 0, 256, [63, READ_PROCESS | 40], frame(1, b"a" * 2500))
 fd("eager-one-byte-pieces", STRICT | EAGER, 16, [1], frame(1, "κόσμε".encode() * 3) + frame(2, b"\x00" * 20))
 fd("utf8-split-over-fragments", STRICT, 2, [1, 2, 3],
@@ -144,7 +144,7 @@ RFC_REQUEST = ("GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: webso
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n"
                "Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n")
 hs("rfc-request", REQUEST, 1, RFC_REQUEST)
-# The ESP client's request (spec §11.2 order), with basic auth and a piggybacked masked frame.
+# The ESP client's request (FIRMWARE.md §11.2 order), with basic auth and a piggybacked masked frame.
 hs("esp-request-with-frame", REQUEST, 2,
    ("GET /chat?x=1 HTTP/1.1\r\nConnection: Upgrade\r\nHost: 127.0.0.1:8765\r\nUser-Agent: ESP32 Websocket Client\r\n"
     "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n"
@@ -182,25 +182,25 @@ def link(id_, event, gen_back=0, opcode=None, shape=0, data=b""):
 
 CONNECTED, DISCONNECTED, CLOSED, DATA, CONNECTING = 1, 2, 3, 4, 0
 
-# Spec §13.1: open, send, echo back, query, close.
+# FIRMWARE.md §13.1: open, send, echo back, query, close.
 at("13-1-open-send-query-close", False,
    'AT+WSOPEN=0,"ws://192.168.200.249:8765"\r\n', SERVICE, "AT+WSSEND=0,4\r\n", "test", SERVICE,
    link(0, DATA, opcode=1, shape=1, data=b"test"), "AT+WSOPEN?\r\n", "AT+WSCLOSE=0\r\n", SERVICE)
-# §13.2: surplus payload.
+# FIRMWARE.md §13.2: surplus payload.
 at("13-2-surplus", False, 'AT+WSOPEN=0,"ws://h"\r\n', SERVICE, "AT+WSSEND=0,4\r\n", "testXY", SERVICE)
-# §13.3: headers.
+# FIRMWARE.md §13.3: headers.
 at("13-3-headers", False, "AT+WSHEAD=49\r\n", "AUTHORIZATION: Basic QTIzMzIyMDE5OTk6MTIzNDU2Nzg=",
    "AT+WSHEAD?\r\n", "AT+WSHEAD=0\r\n", "AT+WSHEAD?\r\n")
-# §13.4: failures.
+# FIRMWARE.md §13.4: failures.
 at("13-4-failures", False,
    'AT+WSOPEN=1,"ws://10.0.0.99:9"\r\n', complete(0, ok=False), 'AT+WSOPEN=0,"ws://host"\r\n', SERVICE,
    'AT+WSOPEN=0,"ws://host"\r\n', "AT+WSSEND=2,4\r\n", link(0, DISCONNECTED), "AT+WSSEND=0,4\r\n", "test", SERVICE,
    "AT+WSCFG=0,10,120,1024,2,0,5\r\n")
-# §13.5: unsolicited lifecycle.
+# FIRMWARE.md §13.5: unsolicited lifecycle.
 at("13-5-lifecycle", False, 'AT+WSOPEN=0,"ws://h"\r\n', SERVICE, link(0, DISCONNECTED), link(0, CONNECTING),
    link(0, DISCONNECTED), link(0, CONNECTING), link(0, CONNECTED), "AT+WSOPEN?\r\n", link(0, CLOSED),
    "AT+WSOPEN?\r\n")
-# §13.6: large incoming frame in 1024-byte chunks.
+# FIRMWARE.md §13.6: large incoming frame in 1024-byte chunks.
 at("13-6-large-frame", False, 'AT+WSOPEN=0,"ws://h"\r\n', SERVICE,
    *(link(0, DATA, opcode=1, shape=0b111, data=struct.pack("<QQ", 2500, off) + b"a" * min(1024, 2500 - off))
      for off in (0, 1024, 2048)))

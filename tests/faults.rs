@@ -2,9 +2,9 @@
 //! (`wsat_testkit::fault`), each driven end to end twice:
 //!
 //! * `client_*`: wsat-client, asserting the exact event sequence the ESP client's semantics
-//!   give (shared/spec/esp-websocket-client.md §4.1);
+//!   give (docs/ESP-CLIENT.md §4.1);
 //! * `modem_*`: `wsat modem --tcp`, asserting the exact AT bytes of the firmware
-//!   (shared/spec/esp-at-websocket.md §6–§10), with the short timings of [`MODEM_ARGS`].
+//!   (docs/FIRMWARE.md §6–§10), with the short timings of [`MODEM_ARGS`].
 //!
 //! Loopback only; every wait has a deadline; nothing sleeps to synchronise.
 
@@ -132,7 +132,7 @@ fn modem() -> (Modem, AtClient) {
 
 /// `AT+WSOPEN=0,"<uri>"` answered `+WS_CONNECTED:0`, then `urcs` in order with the `OK`
 /// anywhere between them: what the server sends right after the upgrade may be reported
-/// before the `OK` (§6.1).
+/// before the `OK` (FIRMWARE.md §6.1).
 fn open_then(at: &mut AtClient, uri: &str, urcs: &[&[u8]]) {
     let cmd = format!("AT+WSOPEN=0,\"{uri}\"");
     at.send(format!("{cmd}\r\n"));
@@ -141,7 +141,7 @@ fn open_then(at: &mut AtClient, uri: &str, urcs: &[&[u8]]) {
 }
 
 /// `AT+WSOPEN` on link 0 failing after the attempt: `+WS_DISCONNECTED:0`, then `ERROR`, and
-/// the link is gone (§6.1, §10).
+/// the link is gone (FIRMWARE.md §6.1, §10).
 fn open_fails(at: &mut AtClient, uri: &str) {
     at.open_fails(0, uri);
     at.at("AT+WSOPEN?", OK);
@@ -211,7 +211,7 @@ fn modem_hang_before_101_runs_the_attempt_to_the_network_timeout() {
     at.send(format!("{cmd}\r\n"));
     let sent = Instant::now();
     at.expect(format!("{cmd}\r\n"));
-    // §6.1: the 500 ms of AT+WSOPEN run out, but the attempt in progress runs to its end,
+    // FIRMWARE.md §6.1: the 500 ms of AT+WSOPEN run out, but the attempt in progress runs to its end,
     // bounded by the network timeout (1500 ms here, 10 s on the chip); then the URC, then
     // ERROR after the open-error delay (200 ms here, ≈5 s on the chip).
     at.expect(b"+WS_DISCONNECTED:0\r\n");
@@ -359,10 +359,10 @@ fn modem_close_mid_frame_disconnects_and_reconnects() {
     let peer = FaultPeer::start(&[Fault::CloseMidFrame, Fault::Echo]);
     let (_modem, mut at) = modem();
     let uri = peer.uri();
-    // §8.3: EOF without a close frame. (The chip may first print the half frame's bytes as a
-    // short +WS_DATA, §8.5; the canonical emulation reports whole chunks only.)
+    // FIRMWARE.md §8.3: EOF without a close frame. (The chip may first print the half frame's bytes as a
+    // short +WS_DATA, FIRMWARE.md §8.5; the canonical emulation reports whole chunks only.)
     open_then(&mut at, &uri, &[b"+WS_DISCONNECTED:0\r\n"]);
-    // §10: after the reconnect delay the link comes back by itself.
+    // FIRMWARE.md §10: after the reconnect delay the link comes back by itself.
     at.expect(b"+WS_CONNECTED:0\r\n");
     at.at("AT+WSOPEN?", wsopen_line(2, &uri));
     at.send_and_echo(0, b"back");
@@ -403,7 +403,7 @@ fn modem_reset_disconnects_and_reconnects() {
     at.open(0, &peer.uri());
     at.at("AT+WSSEND=0,5", PROMPT);
     at.send("hello");
-    // SEND OK means handed to TCP (§7.2); the RST comes after the peer read the frame.
+    // SEND OK means handed to TCP (FIRMWARE.md §7.2); the RST comes after the peer read the frame.
     at.expect(SEND_OK);
     at.expect(b"+WS_DISCONNECTED:0\r\n");
     at.expect(b"+WS_CONNECTED:0\r\n");
@@ -429,7 +429,7 @@ async fn client_stop_reading_times_the_send_out_and_keeps_the_link() {
         )
         .await;
     assert!(matches!(res, Err(ClientError::SendTimeout)), "{res:?}");
-    // wsat-client's decision (spec §4.12 item 2): unlike the ESP client (#942), a send
+    // wsat-client's decision (ESP-CLIENT.md §4.12 item 2): unlike the ESP client (#942), a send
     // timeout does not tear the connection down.
     assert_eq!(client.state(), LinkState::Connected);
     assert_eq!(client.stop(STEP).await, StopOutcome::Stopped);
@@ -457,7 +457,7 @@ fn modem_stop_reading_a_send_timeout_drops_the_link() {
         sent += 1;
     }
     assert!(sent < 4000, "TCP never pushed back");
-    // §7.3, §4.7 of the client spec (#942): a write that cannot complete within the send's
+    // FIRMWARE.md §7.3, ESP-CLIENT.md §4.7 (#942): a write that cannot complete within the send's
     // timeout is a write error: the library aborts the connection inside the send, so the URC
     // precedes the ERROR, the link is in state 3, and it reconnects.
     let expected = b"+WS_DISCONNECTED:0\r\n\r\nERROR\r\n";
@@ -509,11 +509,11 @@ async fn client_never_pong_times_out() {
 fn modem_never_pong_drops_the_link_and_reconnects() {
     let peer = FaultPeer::start(&[Fault::NeverPong, Fault::Echo]);
     let (_modem, mut at) = modem();
-    // Ping after 1 s without traffic, pong timeout 1 s (§4.2 minimums).
+    // Ping after 1 s without traffic, pong timeout 1 s (FIRMWARE.md §4.2 minimums).
     at.at("AT+WSCFG=0,1,1", OK);
     at.open(0, &peer.uri());
     let up = Instant::now();
-    // §10: no pong within the timeout ⇒ +WS_DISCONNECTED ⇒ reconnect (not a close, §15 #10).
+    // FIRMWARE.md §10: no pong within the timeout ⇒ +WS_DISCONNECTED ⇒ reconnect (not a close, §15 #10).
     at.expect_within(b"+WS_DISCONNECTED:0\r\n", Duration::from_secs(6));
     assert!(up.elapsed() >= Duration::from_millis(1800), "{:?}", up.elapsed());
     at.expect(b"+WS_CONNECTED:0\r\n");
@@ -566,12 +566,12 @@ fn modem_close_frame_with_each_code_removes_the_link() {
     let peer = FaultPeer::start(&plan);
     let (_modem, mut at) = modem();
     for (i, code) in CLOSE_CODES.into_iter().enumerate() {
-        // §8.4: the close frame's code is not reported.
+        // FIRMWARE.md §8.4: the close frame's code is not reported.
         open_then(&mut at, &peer.uri(), &[b"+WS_CLOSED:0\r\n"]);
         // The link is gone at once; the id is free again.
         at.at("AT+WSOPEN?", OK);
         at.at("AT+WSSEND=0,4", ERROR);
-        // The library answers with an empty close frame (§4.8: it does not echo the code).
+        // The library answers with an empty close frame (ESP-CLIENT.md §4.8: it does not echo the code).
         let answer = peer.frame(STEP);
         assert_eq!(
             (answer.conn, answer.opcode, answer.fin, answer.payload.len()),
@@ -606,7 +606,7 @@ fn modem_split_every_byte_gives_the_usual_chunks() {
     let peer = FaultPeer::start(&[Fault::SplitEveryByte(2000)]);
     let (_modem, mut at) = modem();
     let payload = split_payload(2000);
-    // As for a 2000-byte frame in one piece (§8.5, buffer_size 1024).
+    // As for a 2000-byte frame in one piece (FIRMWARE.md §8.5, buffer_size 1024).
     open_then(
         &mut at,
         &peer.uri(),
@@ -649,7 +649,7 @@ fn modem_huge_frame_in_buffer_size_urcs() {
     at.at("AT+WSSEND=0,2", PROMPT);
     at.send("go");
     at.expect(SEND_OK);
-    // §8.5: one URC per buffer_size chunk; parsed as it streams, nothing kept.
+    // FIRMWARE.md §8.5: one URC per buffer_size chunk; parsed as it streams, nothing kept.
     let header = format!("+WS_DATA:0,{HUGE_BLOCK},");
     let blocks = HUGE_LEN / HUGE_BLOCK as u64;
     for k in 0..blocks {
@@ -676,7 +676,7 @@ fn assert_pongs(frames: [Seen; 2], conn: usize) {
 #[tokio::test]
 async fn client_pings_inside_fragments_are_answered_while_the_message_assembles() {
     let peer = FaultPeer::start(&[Fault::PingsInsideFragments]);
-    // Chunks: every frame is a DATA event, the pings included (§4.2).
+    // Chunks: every frame is a DATA event, the pings included (ESP-CLIENT.md §4.2).
     let (_client, mut events) = connected(config(&peer)).await;
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -712,7 +712,7 @@ async fn client_pings_inside_fragments_are_answered_while_the_message_assembles(
 fn modem_pings_inside_fragments_give_only_the_data() {
     let peer = FaultPeer::start(&[Fault::PingsInsideFragments]);
     let (_modem, mut at) = modem();
-    // §8.5: each fragment's data in order, no marker, no URC for the pings.
+    // FIRMWARE.md §8.5: each fragment's data in order, no marker, no URC for the pings.
     open_then(
         &mut at,
         &peer.uri(),
@@ -723,7 +723,7 @@ fn modem_pings_inside_fragments_give_only_the_data() {
         ],
     );
     at.expect_silence(Duration::from_millis(300));
-    // The library answered each ping with a pong of the same payload (§8.5).
+    // The library answered each ping with a pong of the same payload (FIRMWARE.md §8.5).
     assert_pongs([peer.frame(STEP), peer.frame(STEP)], 0);
     at.at("AT+WSCLOSE=0", OK);
 }

@@ -124,7 +124,7 @@ fn wsat_modem_at_trace_level_logs_no_credentials() {
         .start();
     let mut at = modem.connect();
 
-    // Mutual TLS: client certificate #0 and its key, the chain checked against CA #1 (§4.4).
+    // Mutual TLS: client certificate #0 and its key, the chain checked against CA #1 (FIRMWARE.md §4.4).
     at.at("AT+WSCFG=0,30,60,1024,3,0,1", OK);
     at.at(&format!("AT+WSHEAD={}", header.len()), PROMPT);
     at.send(&header);

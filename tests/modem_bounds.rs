@@ -187,6 +187,6 @@ fn a_server_that_floods_pings_and_never_reads_cannot_grow_the_modem() {
         growth < 8 * 1024,
         "the modem grew by {growth} KiB while flooded: {rss:?} KiB"
     );
-    // Pings are not reported (§8.5) and the link is still there.
+    // Pings are not reported (FIRMWARE.md §8.5) and the link is still there.
     at.at("AT+WSOPEN?", format!("+WSOPEN:0,2,\"{}\"\r\n\r\nOK\r\n", peer.uri()));
 }

@@ -1,9 +1,9 @@
 //! Data on open links through `wsat modem --tcp` against real and scripted servers: incoming
-//! frames cut into `+WS_DATA` chunks of `buffer_size` (§8.5, §13.6), outgoing sends fragmented
-//! (§7.3), every kind of server frame, AT+WSSEND's opcodes and the master firmware's FIN
-//! parameter (§9.1), URCs while the host is at the prompt (§1.8), several links at once and
+//! frames cut into `+WS_DATA` chunks of `buffer_size` (FIRMWARE.md §8.5, §13.6), outgoing sends fragmented
+//! (FIRMWARE.md §7.3), every kind of server frame, AT+WSSEND's opcodes and the master firmware's FIN
+//! parameter (FIRMWARE.md §9.1), URCs while the host is at the prompt (§1.8), several links at once and
 //! `--links`, and keep-alive: answered pings keep a link up, unanswered ones drop it and it
-//! reconnects (§10, §15 item 10). The AT formatting alone is in
+//! reconnects (FIRMWARE.md §10, §15 item 10). The AT formatting alone is in
 //! crates/wsat-at/tests/transcripts.rs.
 
 mod common;
@@ -47,7 +47,7 @@ fn large_incoming_frame_is_split_by_buffer_size() {
     let payload = pattern(2500);
     at.at("AT+WSSEND=0,2500", PROMPT);
     at.send(&payload);
-    // §13.6: default buffer 1024 ⇒ 1024 + 1024 + 452, each its own URC; SEND OK anywhere.
+    // FIRMWARE.md §13.6: default buffer 1024 ⇒ 1024 + 1024 + 452, each its own URC; SEND OK anywhere.
     at.expect_with_floating(
         &[
             &ws_data(0, &payload[..1024]),
@@ -56,7 +56,7 @@ fn large_incoming_frame_is_split_by_buffer_size() {
         ],
         SEND_OK,
     );
-    // §7.3: a send longer than buffer_size is fragmented: text without FIN, continuations,
+    // FIRMWARE.md §7.3: a send longer than buffer_size is fragmented: text without FIN, continuations,
     // FIN on the last; every frame masked.
     let frames = rx.recv_timeout(STEP).expect("the peer got the message");
     let shape: Vec<(u8, bool, bool, usize)> = frames
@@ -122,7 +122,7 @@ fn server_frames_of_every_kind() {
             let mut script = Vec::new();
             script.extend(server_frame(1, true, b""));
             script.extend(server_frame(2, true, b"\0\r\n\xff"));
-            // A fragmented message: each fragment is reported, with no marker (§8.5).
+            // A fragmented message: each fragment is reported, with no marker (FIRMWARE.md §8.5).
             script.extend(server_frame(1, false, b"frag"));
             script.extend(server_frame(9, true, b"ping-data"));
             script.extend(server_frame(0, false, b"men"));
@@ -141,7 +141,7 @@ fn server_frames_of_every_kind() {
     let modem = modem_tcp(FAST);
     let mut at = modem.connect();
     at.send(format!("AT+WSOPEN=0,\"{}\"\r\n", peer.uri()));
-    // Data right after the upgrade may come before the OK (§6.1).
+    // Data right after the upgrade may come before the OK (FIRMWARE.md §6.1).
     let urcs: &[&[u8]] = &[
         b"+WS_DATA:0,0,\r\n",
         b"+WS_DATA:0,4,\0\r\n\xff\r\n",
@@ -168,7 +168,7 @@ fn wssend_opcodes_ping_and_close() {
     let modem = modem_tcp(FAST);
     let mut at = modem.connect();
     at.open(0, &server.uri());
-    // A ping: the server's pong is not reported (§7.3).
+    // A ping: the server's pong is not reported (FIRMWARE.md §7.3).
     at.at("AT+WSSEND=0,2,9", PROMPT);
     at.send("hi");
     at.expect(SEND_OK);
@@ -177,7 +177,7 @@ fn wssend_opcodes_ping_and_close() {
     at.at("AT+WSSEND=0,3,0x2,0", PROMPT);
     at.send("bin");
     at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,3,bin\r\n"]);
-    // A close frame sent by AT: the server answers with its own, so +WS_CLOSED (§7.3).
+    // A close frame sent by AT: the server answers with its own, so +WS_CLOSED (FIRMWARE.md §7.3).
     at.at("AT+WSSEND=0,2,8", PROMPT);
     at.send([0x03, 0xe8]);
     at.expect_any_order(&[SEND_OK, b"+WS_CLOSED:0\r\n"]);
@@ -197,7 +197,7 @@ fn urcs_arrive_while_the_modem_waits_for_a_payload() {
     let mut at = modem.connect();
     at.open(0, &peer.uri());
     at.at("AT+WSSEND=0,4", PROMPT);
-    // §1.8: a URC may come between `>` and the result.
+    // FIRMWARE.md §1.8: a URC may come between `>` and the result.
     at.expect(b"+WS_DATA:0,4,push\r\n");
     at.send("data");
     at.expect(SEND_OK);
@@ -255,7 +255,7 @@ fn master_fin_parameter_and_its_quirks() {
         at.send(payload);
         at.expect(result);
     };
-    // §9.1: a fragmented text message built with fin=0.
+    // FIRMWARE.md §9.1: a fragmented text message built with fin=0.
     send(&mut at, "3,1,1000,0", b"abc", SEND_OK);
     frame((1, false, b"abc"));
     send(&mut at, "3,0,1000,0", b"def", SEND_OK);
@@ -305,14 +305,14 @@ fn unanswered_pings_drop_the_link_and_it_reconnects() {
     let lasted = up.elapsed();
     assert!(
         lasted >= Duration::from_millis(2500) && lasted <= Duration::from_secs(6),
-        "dropped after {lasted:?}; expected ping after ~1 s + pong timeout 2 s (§10)"
+        "dropped after {lasted:?}; expected ping after ~1 s + pong timeout 2 s (FIRMWARE.md §10)"
     );
     let ping = rx.recv_timeout(Duration::from_secs(1)).expect("the peer got a ping");
     assert_eq!(
         (ping.opcode, ping.fin, ping.masked, ping.payload.len()),
         (9, true, true, 0)
     );
-    // §15 item 10: dropped, then re-established.
+    // FIRMWARE.md §15 item 10: dropped, then re-established.
     at.expect(b"+WS_CONNECTED:0\r\n");
     at.at("AT+WSCLOSE=0", OK);
     at.expect_silence(Duration::from_millis(300));

@@ -3,7 +3,7 @@
 //! opened by its `--link` path as a host opens a USB-serial adapter (reopened, binary payloads,
 //! the seed session; the link removed when the modem is terminated), stdio, and a serial
 //! device (a pty pair stands in for a UART: `serialport` opens its far side like any tty); and
-//! the trace's redaction of credentials. Spec: shared/spec/esp-at-websocket.md §1, §13.
+//! the trace's redaction of credentials. Spec: docs/FIRMWARE.md §1, §13.
 
 mod common;
 
@@ -168,7 +168,7 @@ fn the_pty_link_is_removed_when_the_modem_is_terminated() {
 // ---------------------------------------------------------------------------------------------
 // A pty opened by its link: a host program opens the pseudo-terminal by the symlink's path, as
 // it would open a USB-serial adapter, and talks AT to it
-// (shared/spec/esp-at-websocket.md §13; DESIGN.md: "a peer closing and reopening it must keep
+// (docs/FIRMWARE.md §13; DESIGN.md: "a peer closing and reopening it must keep
 // working").
 
 /// The host opens the pty by its link, as it would open a USB-serial adapter.
@@ -176,7 +176,7 @@ fn open_pty(link: &Path) -> AtClient {
     AtClient::open_pty(link).expect("open the pty")
 }
 
-/// The seed's ws session (shared/seeds/001, spec §13.1) over an opened AT port.
+/// The seed's ws session (shared/seeds/001, FIRMWARE.md §13.1) over an opened AT port.
 fn seed_ws_session(at: &mut AtClient, uri: &str) {
     at.at("AT+CWMODE=1", OK);
     at.at(
@@ -229,7 +229,7 @@ fn seed_ws_session_over_the_pty_and_reopening_it() {
 
 #[test]
 fn the_pty_carries_binary_payloads_unchanged() {
-    // Raw mode both ways: CR, LF, NUL, DEL, ^C, ^D, ^S/^Q and 8-bit bytes are data (§1.7, §8.5).
+    // Raw mode both ways: CR, LF, NUL, DEL, ^C, ^D, ^S/^Q and 8-bit bytes are data (FIRMWARE.md §1.7, §8.5).
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("ttyWS0");
     let server = EchoPeer::ws();
@@ -262,7 +262,7 @@ fn the_pty_session_with_the_seed_server_survives_a_port_closed_mid_prompt() {
     let mut at = open_pty(&link);
     at.expect(READY);
     seed_ws_session(&mut at, &server.uri());
-    // The host closes the port in the middle of a payload and comes back (§1.7: no timeout).
+    // The host closes the port in the middle of a payload and comes back (FIRMWARE.md §1.7: no timeout).
     at.at("AT+WSSEND=0,4", PROMPT);
     at.send("te");
     drop(at);
@@ -292,7 +292,7 @@ fn the_data_prompt_survives_the_at_client_reconnecting() {
     at.expect_silence(Duration::from_millis(200));
     drop(at);
 
-    // §1.7: no timeout in data mode; the new client gets the banner, then finishes the payload.
+    // FIRMWARE.md §1.7: no timeout in data mode; the new client gets the banner, then finishes the payload.
     let mut at = modem.connect();
     at.expect_silence(Duration::from_millis(300));
     at.send("st");

@@ -1,6 +1,6 @@
-//! A link that is lost, through `wsat modem --tcp`: a server's close frame (§8.4), a server
-//! dying mid-frame (§8.3), a close sent by AT that the server answers by dropping TCP, and the
-//! reconnects that follow, with their states and timing (§6.2, §10, §13.5), with the
+//! A link that is lost, through `wsat modem --tcp`: a server's close frame (FIRMWARE.md §8.4), a server
+//! dying mid-frame (FIRMWARE.md §8.3), a close sent by AT that the server answers by dropping TCP, and the
+//! reconnects that follow, with their states and timing (FIRMWARE.md §6.2, §10, §13.5), with the
 //! firmware's timings shortened. Pings that go unanswered are in tests/modem_links.rs.
 
 mod common;
@@ -34,7 +34,7 @@ fn a_server_close_frame_removes_the_link() {
     let modem = modem_tcp(FAST);
     let mut at = modem.connect();
     at.open(0, &peer.uri());
-    // §8.4: the URC, and the link is gone at once.
+    // FIRMWARE.md §8.4: the URC, and the link is gone at once.
     at.expect(b"+WS_CLOSED:0\r\n");
     at.at("AT+WSOPEN?", OK);
     at.at("AT+WSSEND=0,4", ERROR);
@@ -70,22 +70,22 @@ fn a_server_dying_mid_frame_disconnects_and_the_link_reconnects() {
     let mut at = modem.connect();
     let uri = peer.uri();
     at.open(0, &uri);
-    // §8.3: read error / EOF without a close frame. (The canonical emulation delivers whole
-    // chunks of min(remaining, buffer_size), so the 5 bytes are not reported, §8.5.)
+    // FIRMWARE.md §8.3: read error / EOF without a close frame. (The canonical emulation delivers whole
+    // chunks of min(remaining, buffer_size), so the 5 bytes are not reported, FIRMWARE.md §8.5.)
     at.expect(b"+WS_DISCONNECTED:0\r\n");
     let down = Instant::now();
-    // §6.2: state 3 while waiting to reconnect; the link is still listed.
+    // FIRMWARE.md §6.2: state 3 while waiting to reconnect; the link is still listed.
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 3, &uri)));
-    // §13.4: WSSEND on a link in state 3 prompts, swallows the payload, then ERROR.
+    // FIRMWARE.md §13.4: WSSEND on a link in state 3 prompts, swallows the payload, then ERROR.
     at.at("AT+WSSEND=0,4", PROMPT);
     at.send("test");
     at.expect(ERROR);
-    // §13.5: after the reconnect delay the link comes back by itself.
+    // FIRMWARE.md §13.5: after the reconnect delay the link comes back by itself.
     at.expect(b"+WS_CONNECTED:0\r\n");
     let after = down.elapsed();
     assert!(
         after >= Duration::from_millis(1300),
-        "reconnected {after:?} after the disconnect; --reconnect-delay-ms is 1500 (§10)"
+        "reconnected {after:?} after the disconnect; --reconnect-delay-ms is 1500 (FIRMWARE.md §10)"
     );
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &uri)));
     assert_eq!(peer.accepted(), 2);
@@ -111,9 +111,9 @@ fn a_reconnect_attempt_in_progress_is_state_1() {
     at.open(0, &uri);
     at.expect(b"+WS_DISCONNECTED:0\r\n");
     wait_until("the reconnect attempt", STEP, || peer.accepted() == 2);
-    // §6.2: state 1 during the (re)connect attempt.
+    // FIRMWARE.md §6.2: state 1 during the (re)connect attempt.
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 1, &uri)));
-    // §7.3 corner case: a send in state 1 waits for the attempt and then succeeds.
+    // FIRMWARE.md §7.3 corner case: a send in state 1 waits for the attempt and then succeeds.
     at.at("AT+WSSEND=0,4", PROMPT);
     at.send("wait");
     at.expect(b"+WS_CONNECTED:0\r\n");
@@ -136,7 +136,7 @@ fn failed_reconnects_repeat_the_disconnected_urc_until_wsclose() {
     at.expect(b"+WS_DISCONNECTED:0\r\n");
     at.expect(b"+WS_DISCONNECTED:0\r\n");
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 3, &uri)));
-    // A local close ends it: no URC, no more attempts (§8.1).
+    // A local close ends it: no URC, no more attempts (FIRMWARE.md §8.1).
     at.at("AT+WSCLOSE=0", OK);
     at.expect_silence(Duration::from_millis(1000));
     at.at("AT+WSOPEN?", OK);
@@ -144,7 +144,7 @@ fn failed_reconnects_repeat_the_disconnected_urc_until_wsclose() {
 
 #[test]
 fn a_close_sent_by_at_then_dropped_tcp_reconnects() {
-    // The server drops TCP when it sees a close frame, without answering it (§7.3, opcode 8).
+    // The server drops TCP when it sees a close frame, without answering it (FIRMWARE.md §7.3, opcode 8).
     let peer = ScriptedPeer::start(|mut tcp, n| async move {
         accept_upgrade(&mut tcp).await.head_only();
         if n == 0 {

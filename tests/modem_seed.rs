@@ -1,6 +1,6 @@
 //! The seed document's sessions (shared/seeds/001_*.txt) through `wsat modem --tcp` against
 //! the seed's own Python servers (ws, and wss with mutual TLS and the firmware's PKI), every
-//! answer compared byte for byte with the firmware's (shared/spec/esp-at-websocket.md; section
+//! answer compared byte for byte with the firmware's (docs/FIRMWARE.md; section
 //! numbers below refer to it). The pty variant is in tests/modem_ports.rs.
 
 mod common;
@@ -26,14 +26,14 @@ fn seed_ws_session_against_the_seed_server() {
         "AT+CWJAP=\"espressif\",\"1234567890\"",
         b"WIFI CONNECTED\r\nWIFI GOT IP\r\n\r\nOK\r\n",
     );
-    // §13.1, byte for byte.
+    // FIRMWARE.md §13.1, byte for byte.
     at.open(0, &uri);
     at.at("AT+WSSEND=0,4", PROMPT);
     at.send("test");
     at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,4,test\r\n"]);
     at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, &uri)));
     at.at("AT+WSCLOSE=0", OK);
-    // A local close prints no URC and forgets the link (§8.1).
+    // A local close prints no URC and forgets the link (FIRMWARE.md §8.1).
     at.at("AT+WSOPEN?", OK);
     at.expect_silence(Duration::from_millis(300));
 }
@@ -92,7 +92,7 @@ fn seed_wss_mutual_tls_session_with_the_firmware_pki() {
     );
     at.at("AT+CIPSNTPCFG=1,8,\"cn.ntp.org.cn\",\"ntp.sjtu.edu.cn\"", OK);
     at.expect(b"+TIME_UPDATED\r\n");
-    // `+CIPSNTPTIME:<asctime in UTC+8>` without CR LF, then OK (§12).
+    // `+CIPSNTPTIME:<asctime in UTC+8>` without CR LF, then OK (FIRMWARE.md §12).
     let now = || {
         i64::try_from(
             SystemTime::now()
@@ -116,7 +116,7 @@ fn seed_wss_mutual_tls_session_with_the_firmware_pki() {
         got.escape_ascii()
     );
 
-    // The seed's mutual-TLS example: client cert #0, CA #0, no host name check (§4.4).
+    // The seed's mutual-TLS example: client cert #0, CA #0, no host name check (FIRMWARE.md §4.4).
     at.at("AT+WSCFG=0,30,60,4096,3,0,0", OK);
     at.open(0, &uri);
     at.send_and_echo(0, b"test");

@@ -1,4 +1,4 @@
-//! TLS in `wsat modem`: the auth modes of AT+WSCFG (spec §4.2, §4.4) against wss echo servers
+//! TLS in `wsat modem`: the auth modes of AT+WSCFG (FIRMWARE.md §4.2, §4.4) against wss echo servers
 //! with generated certificates, and the `--pki` folder by the firmware's file names (which item
 //! is missing, or no folder at all). The AT answers alone are in crates/wsat-at/tests.
 
@@ -33,11 +33,11 @@ fn wscfg_names_the_missing_pki_item() {
     }
     let modem = tls_modem(dir.path());
     let mut at = modem.connect();
-    // §4.2 step 7: the lines have no leading CR LF.
+    // FIRMWARE.md §4.2 step 7: the lines have no leading CR LF.
     at.at("AT+WSCFG=0,30,60,4096,3,5,0", b"NO CERT FOUND\r\n\r\nERROR\r\n");
     at.at("AT+WSCFG=0,30,60,4096,1,2,0", b"NO CERT FOUND\r\n\r\nERROR\r\n");
     at.at("AT+WSCFG=0,30,60,4096,1,1,0", b"NO PRVT_KEY FOUND\r\n\r\nERROR\r\n");
-    // §13.4: only CA #0 and #1 stored.
+    // FIRMWARE.md §13.4: only CA #0 and #1 stored.
     at.at("AT+WSCFG=0,10,120,1024,2,0,5", b"NO CA FOUND\r\n\r\nERROR\r\n");
     at.at("AT+WSCFG=0,10,120,1024,2,0,2", b"NO CA FOUND\r\n\r\nERROR\r\n");
     // The certificate is checked before the CA (mode 3 with both missing).
@@ -66,7 +66,7 @@ fn tls_mode_2_verifies_the_chain_but_not_the_host_name() {
     let modem = tls_modem(dir.path());
     let mut at = modem.connect();
 
-    // CA #0 did not sign the server: the handshake fails (§6.1 failure path).
+    // CA #0 did not sign the server: the handshake fails (FIRMWARE.md §6.1 failure path).
     at.at("AT+WSCFG=0,30,60,1024,2,0,0", OK);
     at.open_fails(0, &server.uri());
     at.at("AT+WSOPEN?", OK);
@@ -93,12 +93,12 @@ fn tls_mode_0_connects_without_verification() {
     // Mode 2 with CA #1 rejects a server signed by the other CA ...
     at.at("AT+WSCFG=0,30,60,1024,2,0,1", OK);
     at.open_fails(0, &server.uri());
-    // ... mode 0 does not verify at all (§4.4) ...
+    // ... mode 0 does not verify at all (FIRMWARE.md §4.4) ...
     at.at("AT+WSCFG=0,30,60,1024,0", OK);
     at.open(0, &server.uri());
     at.send_and_echo(0, b"insecure");
     at.at("AT+WSCLOSE=0", OK);
-    // ... and neither does the default configuration (§4.3).
+    // ... and neither does the default configuration (FIRMWARE.md §4.3).
     at.open(1, &server.uri());
     at.send_and_echo(1, b"default");
     at.at("AT+WSCLOSE=1", OK);

@@ -1,8 +1,8 @@
 //! A link's opening handshake through `wsat modem --tcp`, seen by a scripted server: the exact
-//! upgrade request (§11.1, §11.2: headers from AT+WSHEAD, subprotocol, auth, userinfo, path
+//! upgrade request (FIRMWARE.md §11.1, §11.2: headers from AT+WSHEAD, subprotocol, auth, userinfo, path
 //! and query, the 1023-byte limit), the server refusing or answering late, an open that fails
-//! against nothing with its delayed ERROR (§6.1), and the headers an auto-reconnect sends
-//! (§5.3).
+//! against nothing with its delayed ERROR (FIRMWARE.md §6.1), and the headers an auto-reconnect sends
+//! (FIRMWARE.md §5.3).
 
 mod common;
 
@@ -29,14 +29,14 @@ fn headers_are_listed_and_sent_as_the_firmware_does() {
     let modem = modem_tcp(FAST);
     let mut at = modem.connect();
 
-    // §13.3 exactly.
+    // FIRMWARE.md §13.3 exactly.
     let auth = "AUTHORIZATION: Basic QTIzMzIyMDE5OTk6MTIzNDU2Nzg=";
     assert_eq!(auth.len(), 49);
     at.at("AT+WSHEAD=49", PROMPT);
     at.send(auth);
     at.expect(OK);
     at.at("AT+WSHEAD?", format!("+WSHEAD:0,\"{auth}\"\r\n\r\nOK\r\n"));
-    // A second header: newest first, value kept verbatim (§5.1, §5.2).
+    // A second header: newest first, value kept verbatim (FIRMWARE.md §5.1, §5.2).
     let second = "X-Second: two";
     at.at(&format!("AT+WSHEAD={}", second.len()), PROMPT);
     at.send(second);
@@ -49,8 +49,8 @@ fn headers_are_listed_and_sent_as_the_firmware_does() {
     at.open(0, &peer.uri());
     let head = rx.recv_timeout(STEP).expect("the peer saw the upgrade request");
     let head = String::from_utf8(head).expect("an ASCII request head");
-    // §11.2: the exact request, in this order; the library writes "<key>: <value>", so the
-    // stored values' leading spaces give two spaces on the wire (§5.3).
+    // FIRMWARE.md §11.2: the exact request, in this order; the library writes "<key>: <value>", so the
+    // stored values' leading spaces give two spaces on the wire (FIRMWARE.md §5.3).
     let key_line = head
         .lines()
         .find(|l| l.starts_with("Sec-WebSocket-Key: "))
@@ -86,20 +86,20 @@ fn open_fails_with_disconnected_then_a_delayed_error_when_nothing_listens() {
     let modem = modem_tcp(&["--open-error-delay-ms", "800", "--reconnect-delay-ms", "300"]);
     let mut at = modem.connect();
     let uri = format!("ws://127.0.0.1:{}", free_port());
-    // §13.4 with link 1.
+    // FIRMWARE.md §13.4 with link 1.
     at.send(format!("AT+WSOPEN=1,\"{uri}\"\r\n"));
     at.expect(format!("AT+WSOPEN=1,\"{uri}\"\r\n+WS_DISCONNECTED:1\r\n"));
     let urc_at = Instant::now();
-    // §1.6: the command is still running, so input is answered busy and discarded.
+    // FIRMWARE.md §1.6: the command is still running, so input is answered busy and discarded.
     at.send("AT\r\n");
     at.expect(BUSY);
     at.expect(ERROR);
     let gap = urc_at.elapsed();
     assert!(
         gap >= Duration::from_millis(600),
-        "ERROR came {gap:?} after +WS_DISCONNECTED; --open-error-delay-ms is 800 (§6.1)"
+        "ERROR came {gap:?} after +WS_DISCONNECTED; --open-error-delay-ms is 800 (FIRMWARE.md §6.1)"
     );
-    // The link was destroyed (§10), and nothing else follows (no reconnect).
+    // The link was destroyed (FIRMWARE.md §10), and nothing else follows (no reconnect).
     at.at("AT+WSOPEN?", OK);
     at.expect_silence(Duration::from_millis(700));
     at.at("AT", OK);
@@ -119,7 +119,7 @@ fn recording_peer() -> (ScriptedPeer, mpsc::Receiver<String>) {
     (peer, rx)
 }
 
-/// The request head's lines after the fixed part (§11.2), and its request line.
+/// The request head's lines after the fixed part (FIRMWARE.md §11.2), and its request line.
 fn request_extras(head: &str) -> (String, Vec<String>) {
     let lines: Vec<&str> = head.split("\r\n").collect();
     let fixed = [
@@ -165,7 +165,7 @@ fn wsopen_subprotocol_auth_userinfo_path_and_query_reach_the_server() {
     assert_eq!(line, "GET /p/q?x=1&y=2 HTTP/1.1");
     assert_eq!(extras, ["Sec-WebSocket-Protocol: ", "Authorization: Bearer t0k3n"]);
 
-    // Userinfo becomes Basic auth; a query without a path gives "/?query" (§11.1).
+    // Userinfo becomes Basic auth; a query without a path gives "/?query" (FIRMWARE.md §11.1).
     let (line, extras) = next(&mut at, 2, &format!("\"ws://user:pass@127.0.0.1:{port}?k=v\""));
     assert_eq!(line, "GET /?k=v HTTP/1.1");
     assert_eq!(extras, ["Authorization: Basic dXNlcjpwYXNz"]);
@@ -173,7 +173,7 @@ fn wsopen_subprotocol_auth_userinfo_path_and_query_reach_the_server() {
         at.at(&format!("AT+WSCLOSE={link}"), OK);
     }
 
-    // An explicit auth wins over userinfo; `\,` and `\"` are AT escapes (§1.4, §1.5); the
+    // An explicit auth wins over userinfo; `\,` and `\"` are AT escapes (FIRMWARE.md §1.4, §1.5); the
     // URI is listed as given (after unescaping).
     let (line, extras) = next(
         &mut at,
@@ -194,7 +194,7 @@ fn an_upgrade_request_over_1023_bytes_fails_the_open() {
     let (peer, heads) = recording_peer();
     let modem = modem_tcp(FAST);
     let mut at = modem.connect();
-    // Fixed part (~200 bytes) + 4 headers of ~220 bytes > 1023 bytes (§11.2).
+    // Fixed part (~200 bytes) + 4 headers of ~220 bytes > 1023 bytes (FIRMWARE.md §11.2).
     for i in 0..4 {
         let header = format!("X-Big{i}:{}", "v".repeat(210));
         at.at(&format!("AT+WSHEAD={}", header.len()), PROMPT);
@@ -225,7 +225,7 @@ fn a_rejected_upgrade_fails_the_open() {
 
 #[test]
 fn a_late_upgrade_answer_gives_connected_then_error() {
-    // The server answers the upgrade 1.2 s late; AT+WSOPEN's timeout is 400 ms (§6.1).
+    // The server answers the upgrade 1.2 s late; AT+WSOPEN's timeout is 400 ms (FIRMWARE.md §6.1).
     let peer = ScriptedPeer::start(|mut tcp, n| async move {
         if n == 0 {
             tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -268,7 +268,7 @@ fn headers_added_later_do_not_reach_auto_reconnects() {
     at.send("X-A: 1");
     at.expect(OK);
     at.open(0, &peer.uri());
-    // §5.3: headers set after the open do not affect the link nor its auto-reconnects.
+    // FIRMWARE.md §5.3: headers set after the open do not affect the link nor its auto-reconnects.
     at.at("AT+WSHEAD=6", PROMPT);
     at.send("X-B: 2");
     at.expect(OK);

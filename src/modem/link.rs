@@ -5,7 +5,7 @@
 //!
 //! On the chip, `AT+WSSEND` answers `SEND OK` once the frame is written, and the echo's
 //! `+WS_DATA` usually follows it, though the chip may print the echo first when it races
-//! the result (spec §13.1). wsat always prints `SEND OK` first, so that transcripts are
+//! the result (FIRMWARE.md §13.1). wsat always prints `SEND OK` first, so that transcripts are
 //! deterministic (a driver that accepts both orders works against either). The order is
 //! kept here, in [`run`], and only here, by relying on one guarantee of
 //! [`Client::send_part`]: its future resolves before the client reads anything more from
@@ -200,7 +200,7 @@ pub async fn run(
 }
 
 /// How long a link waits for the `Disconnected` of the abort it asked for after a timed-out
-/// AT+WSSEND, so that `+WS_DISCONNECTED` comes before the `ERROR` (spec §7.3). The client
+/// AT+WSSEND, so that `+WS_DISCONNECTED` comes before the `ERROR` (FIRMWARE.md §7.3). The client
 /// reports it within one round of its task; the bound only guards against a task that died.
 const ABORT_REPORT_BOUND: Duration = Duration::from_secs(2);
 

@@ -304,7 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("trace");
         let mut t = Trace::create(&path, true).expect("create");
-        // Over-long lines ending in CR keep a line pending for ever (spec §1.3).
+        // Over-long lines ending in CR keep a line pending for ever (FIRMWARE.md §1.3).
         let mut junk = vec![b'x'; 4095];
         junk.push(b'\r');
         for _ in 0..4 {

@@ -1,4 +1,4 @@
-//! The engine: owns the port state machine (IDLE / BUSY / DATA, spec §1.1), runs commands from
+//! The engine: owns the port state machine (IDLE / BUSY / DATA, FIRMWARE.md §1.1), runs commands from
 //! the table, and turns completions and link events into result codes and URCs. One ordered
 //! output queue, so a URC never lands inside another piece.
 

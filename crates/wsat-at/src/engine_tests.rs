@@ -1,4 +1,4 @@
-//! Port mechanics (spec §1): echo, line assembly, limits, busy, data mode, URC interleaving,
+//! Port mechanics (FIRMWARE.md §1): echo, line assembly, limits, busy, data mode, URC interleaving,
 //! restart, completions and link-event filtering.
 
 use crate::testutil::{esc, T};

@@ -129,7 +129,7 @@ impl Glue {
     }
 
     /// Brings the port back to IDLE with an empty line buffer and echo on, as a host would
-    /// (spec §1.7: data mode has no escape, so it is filled), then checks that `AT` answers.
+    /// (FIRMWARE.md §1.7: data mode has no escape, so it is filled), then checks that `AT` answers.
     fn recover_and_check(&mut self) {
         for _ in 0..64 {
             self.service();
@@ -287,7 +287,7 @@ const SET_COMMANDS: [&str; 12] = [
     "+X",
 ];
 
-/// `at_params` target: the parameter splitter and getters (spec §1.4, §1.5) on an arbitrary
+/// `at_params` target: the parameter splitter and getters (FIRMWARE.md §1.4, §1.5) on an arbitrary
 /// parameter text, then the same text as `AT<cmd>=<text>\r\n` through the engine.
 ///
 /// Input: a selector byte (low bits: command from [`SET_COMMANDS`]; bit 7: master firmware),

@@ -6,7 +6,7 @@
 //! reports back with [`Engine::complete`] and [`Engine::handle_link_event`]. No sockets, threads,
 //! clocks or async runtime are involved, so every byte of behaviour is testable directly.
 //!
-//! The behaviour follows `spec/esp-at-websocket.md` (firmware v5.0 by default, master with
+//! The behaviour follows `docs/FIRMWARE.md` (firmware v5.0 by default, master with
 //! [`Firmware::Master`]).
 //!
 //! # What the glue must do
@@ -19,7 +19,7 @@
 //!   matching [`Completion`] arrives; [`Action::SntpSync`] and [`Action::CloseAll`] do not block.
 //! * Open: report [`LinkEvent::Connected`] (or [`LinkEvent::Disconnected`]) *before*
 //!   [`Completion::Open`]; no retry inside AT+WSOPEN. The ≈5 s delay before the ERROR of a failed
-//!   open (spec §6.1) and the 10–15 s reconnect delay (§10) are the glue's timers.
+//!   open (FIRMWARE.md §6.1) and the 10–15 s reconnect delay (§10) are the glue's timers.
 //! * Tag every event with the [`LinkHandle`] from the Open action. The generation changes at every
 //!   Open action of an id, so events of a link dropped by AT+WSCLOSE, a failed open, a received
 //!   close frame or AT+RST are ignored. After [`LinkEvent::Closed`] the link is gone for the

@@ -1,5 +1,5 @@
-//! IDLE-state line assembly (spec §1.3): CR LF terminator, echo extent, NUL dropping and the
-//! 255-byte discard; plus the busy-chunk test for the `AT+RST\r\n` override (§1.6).
+//! IDLE-state line assembly (FIRMWARE.md §1.3): CR LF terminator, echo extent, NUL dropping and the
+//! 255-byte discard; plus the busy-chunk test for the `AT+RST\r\n` override (FIRMWARE.md §1.6).
 
 use crate::parser::MAX_LINE;
 
@@ -7,7 +7,7 @@ use crate::parser::MAX_LINE;
 pub(crate) const MAX_UNTERMINATED: usize = 255;
 
 /// Bytes of a line kept: one more than the parser accepts, so a longer line still fails on its
-/// length alone (`0x01030000`, spec §1.3). The rest of an over-long line is counted, not stored,
+/// length alone (`0x01030000`, FIRMWARE.md §1.3). The rest of an over-long line is counted, not stored,
 /// so one huge arrival cannot grow the buffer (the chip's line buffer is fixed-size too).
 const KEPT: usize = MAX_LINE + 1;
 

@@ -1,4 +1,4 @@
-//! The link slot table (spec §3): per id an optional open link (`client[L]`), an optional pending
+//! The link slot table (FIRMWARE.md §3): per id an optional open link (`client[L]`), an optional pending
 //! configuration (`config[L]`), the master AT+WSDATAFMT setting and a generation counter.
 
 use crate::output::DataFormat;

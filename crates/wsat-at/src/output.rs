@@ -1,4 +1,4 @@
-//! Fixed strings of the AT port and URC formatting (spec §1.2, §8, §9.2). Result codes carry a
+//! Fixed strings of the AT port and URC formatting (FIRMWARE.md §1.2, §8, §9.2). Result codes carry a
 //! leading CR LF; URCs and info lines do not.
 
 /// Result code OK.

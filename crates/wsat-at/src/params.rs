@@ -1,4 +1,4 @@
-//! Parameter splitting and the two getters every handler uses (spec §1.4, §1.5): integers with
+//! Parameter splitting and the two getters every handler uses (FIRMWARE.md §1.4, §1.5): integers with
 //! hex/negative/overflow rules and strings with backslash escapes, each returning OK, OMITTED or
 //! FAIL exactly as the firmware's `esp_at_get_para_as_digit` / `esp_at_get_para_as_str`.
 

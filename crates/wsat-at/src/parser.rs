@@ -1,4 +1,4 @@
-//! Command-line grammar (spec §1.4): `AT` prefix (any case), command name (upper-cased), and the
+//! Command-line grammar (FIRMWARE.md §1.4): `AT` prefix (any case), command name (upper-cased), and the
 //! four command types. Pure: a complete line in, a parsed command or a parser error code out.
 
 use crate::params::Params;

@@ -84,7 +84,7 @@ impl State {
         self.actions.clear();
     }
 
-    /// True in master mode (spec §9).
+    /// True in master mode (FIRMWARE.md §9).
     pub fn master(&self) -> bool {
         self.firmware == Firmware::Master
     }

@@ -4,17 +4,17 @@
 /// Which firmware's behaviour the engine reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Firmware {
-    /// ESP-AT v4.1–v5.0 (the seed documents): spec §1–§8. The default.
+    /// ESP-AT v4.1–v5.0 (the seed documents): FIRMWARE.md §1–§8. The default.
     #[default]
     V5,
-    /// Current ESP-AT master: adds AT+WSDATAFMT, the `<fin>` parameter and 16 KiB limits (spec §9).
+    /// Current ESP-AT master: adds AT+WSDATAFMT, the `<fin>` parameter and 16 KiB limits (FIRMWARE.md §9).
     Master,
 }
 
 /// The factory "wss" PKI set as loaded by the glue (`--pki DIR`), indexed by `NN`.
 ///
 /// The number of entries decides `NO CERT FOUND` / `NO PRVT_KEY FOUND` / `NO CA FOUND`
-/// (spec §4.2 step 7); an empty entry behaves like a failed flash read (bare ERROR, step 8).
+/// (FIRMWARE.md §4.2 step 7); an empty entry behaves like a failed flash read (bare ERROR, step 8).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pki {
     /// `wss_ca_NN.crt` PEM bytes, index = `<ca_number>`.
@@ -30,7 +30,7 @@ pub struct Pki {
 pub struct EngineConfig {
     /// Number of link slots (firmware: 3, ids 0..=2). Link ids ≥ this are rejected.
     pub links: usize,
-    /// Behaviour switch (spec §9).
+    /// Behaviour switch (FIRMWARE.md §9).
     pub firmware: Firmware,
     /// Certificates for AT+WSCFG auth modes 1..3.
     pub pki: Pki,
@@ -60,7 +60,7 @@ pub struct LinkHandle {
     pub generation: u64,
 }
 
-/// Per-link client settings from AT+WSCFG (or the defaults of spec §4.3).
+/// Per-link client settings from AT+WSCFG (or the defaults of FIRMWARE.md §4.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkConfig {
     /// Keep-alive ping interval in seconds (default 10).
@@ -69,7 +69,7 @@ pub struct LinkConfig {
     pub pong_timeout_s: u32,
     /// RX chunk size and TX fragment size in bytes (default 1024).
     pub buffer_size: usize,
-    /// 0 none, 1 client cert, 2 verify server (no host name check), 3 both (spec §4.4).
+    /// 0 none, 1 client cert, 2 verify server (no host name check), 3 both (FIRMWARE.md §4.4).
     pub auth_mode: u8,
     /// CA used to verify the server (auth modes 2 and 3).
     pub ca_pem: Option<Vec<u8>>,
@@ -80,7 +80,7 @@ pub struct LinkConfig {
 }
 
 impl Default for LinkConfig {
-    /// The library defaults of spec §4.3: 10 s ping, 120 s pong timeout, 1024-byte buffer, no TLS auth.
+    /// The library defaults of FIRMWARE.md §4.3: 10 s ping, 120 s pong timeout, 1024-byte buffer, no TLS auth.
     fn default() -> Self {
         LinkConfig {
             ping_interval_s: 10,
@@ -121,7 +121,7 @@ pub enum Action {
         /// Connection parameters.
         request: OpenRequest,
     },
-    /// Send one message raw (fragmented by `buffer_size`, spec §7.3/§9.1), then [`Completion::Send`].
+    /// Send one message raw (fragmented by `buffer_size`, FIRMWARE.md §7.3/§9.1), then [`Completion::Send`].
     Send {
         /// Target link.
         link: LinkHandle,
@@ -182,7 +182,7 @@ pub enum Completion {
     },
 }
 
-/// A link's connection state, as `AT+WSOPEN?` prints it (spec §6.2, §10): the engine's
+/// A link's connection state, as `AT+WSOPEN?` prints it (FIRMWARE.md §6.2, §10): the engine's
 /// mirror of the link's last [`LinkEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkStatus {
@@ -242,7 +242,7 @@ pub enum PortState {
     },
     /// A command is executing (waiting for a [`Completion`]); input gets `busy p...`.
     Busy,
-    /// After `>`: `remaining` payload bytes are still expected (no timeout, spec §1.7).
+    /// After `>`: `remaining` payload bytes are still expected (no timeout, FIRMWARE.md §1.7).
     Data {
         /// Bytes still missing.
         remaining: usize,

@@ -1,4 +1,4 @@
-//! Light URI sanity check for AT+WSOPEN, mirroring where the firmware fails (spec §6.1 steps 3
+//! Light URI sanity check for AT+WSOPEN, mirroring where the firmware fails (FIRMWARE.md §6.1 steps 3
 //! and 5): an unparsable URI fails client creation (config kept); a parsable URI with a scheme
 //! other than ws/wss fails at client start (clean(L), config lost). Everything deeper (DNS,
 //! connect, TLS, handshake, request size) is the glue's.

@@ -2,7 +2,7 @@
 //! answered every action, and always recovers to a clean `AT\r\n` → `AT\r\n\r\nOK\r\n`.
 //!
 //! Recovery is what a host would do against the firmware: finish an open data-mode read with
-//! filler bytes (the firmware has no escape, spec §1.7), terminate a partial line with CR LF
+//! filler bytes (the firmware has no escape, FIRMWARE.md §1.7), terminate a partial line with CR LF
 //! (which may itself start data mode, so repeat), and turn echo back on with ATE1.
 
 mod common;
@@ -220,7 +220,7 @@ fn payload_shorter_than_announced_waits_forever() {
 
 #[test]
 fn failed_prompt_leaves_payload_as_command_input() {
-    // Spec §1.7 item 7: payload sent after an ERROR sits in the line buffer.
+    // FIRMWARE.md §1.7 item 7: payload sent after an ERROR sits in the line buffer.
     let mut g = Glue::new();
     g.host(b"ATE0\r\n");
     g.device();

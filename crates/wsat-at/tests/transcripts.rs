@@ -1,4 +1,4 @@
-//! The byte-exact transcripts of spec §13 (and the seed examples), played against the engine with
+//! The byte-exact transcripts of FIRMWARE.md §13 (and the seed examples), played against the engine with
 //! a fake glue. H = host → device, D = device → host.
 
 mod common;
@@ -312,7 +312,7 @@ fn at(g: &mut Glue, cmd: &str, response: impl AsRef<[u8]>) {
     );
 }
 
-/// `AT+WSOPEN=<link>,"<uri>"` answered `+WS_CONNECTED:<link>` then OK (§6.1).
+/// `AT+WSOPEN=<link>,"<uri>"` answered `+WS_CONNECTED:<link>` then OK (FIRMWARE.md §6.1).
 fn open(g: &mut Glue, link: usize, uri: &str) {
     at(
         g,
@@ -321,7 +321,7 @@ fn open(g: &mut Glue, link: usize, uri: &str) {
     );
 }
 
-/// `AT+WSOPEN` that fails after the connection attempt: `+WS_DISCONNECTED` then ERROR (§6.1).
+/// `AT+WSOPEN` that fails after the connection attempt: `+WS_DISCONNECTED` then ERROR (FIRMWARE.md §6.1).
 fn open_fails(g: &mut Glue, link: usize, uri: &str) {
     g.refuse.insert(uri.to_owned());
     at(
@@ -346,7 +346,7 @@ fn surplus_payload_gives_busy_then_send_ok() {
     let mut g = Glue::new();
     open(&mut g, 0, URI);
     at(&mut g, "AT+WSSEND=0,4", PROMPT);
-    // §13.2: busy first, then SEND OK; only "test" is sent, so only "test" is echoed.
+    // FIRMWARE.md §13.2: busy first, then SEND OK; only "test" is sent, so only "test" is echoed.
     io(&mut g, "testXY", [BUSY, SEND_OK, &ws_data(0, b"test")].concat());
     assert_eq!(g.sent.len(), 1);
     assert_eq!(g.sent[0].payload, b"test");
@@ -357,7 +357,7 @@ fn surplus_payload_gives_busy_then_send_ok() {
 fn payload_bytes_are_taken_verbatim_including_crlf_and_at_commands() {
     let mut g = Glue::new();
     open(&mut g, 0, URI);
-    // §1.7: CR LF, `AT…\r\n` and `+++` in the payload are data; it may arrive in pieces.
+    // FIRMWARE.md §1.7: CR LF, `AT…\r\n` and `+++` in the payload are data; it may arrive in pieces.
     let payload = b"AT\r\n+++\0AT+RST\r\n";
     at(&mut g, &format!("AT+WSSEND=0,{}", payload.len()), PROMPT);
     io(&mut g, &payload[..5], b"");
@@ -367,7 +367,7 @@ fn payload_bytes_are_taken_verbatim_including_crlf_and_at_commands() {
 #[test]
 fn wshead_rejects_a_trailing_crlf_and_a_missing_colon() {
     let mut g = Glue::new();
-    // §5.1: the payload is read in full, then rejected.
+    // FIRMWARE.md §5.1: the payload is read in full, then rejected.
     at(&mut g, "AT+WSHEAD=7", PROMPT);
     io(&mut g, "X: ab\r\n", ERROR);
     at(&mut g, "AT+WSHEAD=5", PROMPT);
@@ -385,17 +385,17 @@ fn wshead_rejects_a_trailing_crlf_and_a_missing_colon() {
 fn open_on_an_open_link_and_send_on_a_closed_link_are_errors() {
     let mut g = Glue::new();
     open(&mut g, 0, URI);
-    // §13.4: link 0 already open.
+    // FIRMWARE.md §13.4: link 0 already open.
     at(&mut g, "AT+WSOPEN=0,\"ws://host\"", ERROR);
     at(&mut g, "AT+WSOPEN=0,\"ws://host\"", ERROR);
-    // §13.4: link 2 not open: no prompt, and the payload that follows is command input (§1.7).
+    // FIRMWARE.md §13.4: link 2 not open: no prompt, and the payload that follows is command input (§1.7).
     at(&mut g, "AT+WSSEND=2,4", ERROR);
     io(&mut g, "test", b"test");
     io(&mut g, "\r\n", b"\r\n\r\nERROR\r\n");
     // The open link is untouched.
     at(&mut g, "AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(0, 2, URI)));
     send_and_echo(&mut g, 0, b"still here");
-    // AT+WSCLOSE of a link that is not open is still OK (§8.1).
+    // AT+WSCLOSE of a link that is not open is still OK (FIRMWARE.md §8.1).
     at(&mut g, "AT+WSCLOSE=2", OK);
     at(&mut g, "AT+WSCLOSE=0", OK);
     at(&mut g, "AT+WSCLOSE=0", OK);
@@ -420,12 +420,12 @@ fn a_failed_open_forgets_the_link_configuration() {
     at(&mut g, "AT+WSCFG=0,30,60,2048", OK);
     open(&mut g, 0, URI);
     send_1500_in_chunks(&mut g, &payload, 2048);
-    // AT+WSCLOSE frees the configuration (§8.1) ...
+    // AT+WSCLOSE frees the configuration (FIRMWARE.md §8.1) ...
     at(&mut g, "AT+WSCLOSE=0", OK);
     open(&mut g, 0, URI);
     send_1500_in_chunks(&mut g, &payload, 1024);
     at(&mut g, "AT+WSCLOSE=0", OK);
-    // ... and so does a failed AT+WSOPEN (§3, §4.2): the next open uses the defaults.
+    // ... and so does a failed AT+WSOPEN (FIRMWARE.md §3, §4.2): the next open uses the defaults.
     at(&mut g, "AT+WSCFG=0,30,60,2048", OK);
     open_fails(&mut g, 0, CLOSED);
     open(&mut g, 0, URI);
@@ -438,7 +438,7 @@ fn wscfg_on_an_open_link_does_not_touch_it_and_is_freed_by_wsclose() {
     let mut g = Glue::new();
     let payload = pattern(1500);
     open(&mut g, 0, URI);
-    // §4.2 note / §15 item 20: accepted, applies only to a next open ...
+    // FIRMWARE.md §4.2 note / §15 item 20: accepted, applies only to a next open ...
     at(&mut g, "AT+WSCFG=0,30,60,4096", OK);
     send_1500_in_chunks(&mut g, &payload, 1024);
     // ... but AT+WSCLOSE frees it, so the next open has the defaults again.
@@ -452,13 +452,13 @@ fn wscfg_on_an_open_link_does_not_touch_it_and_is_freed_by_wsclose() {
 fn an_unparsable_uri_keeps_the_configuration_a_bad_scheme_does_not() {
     let mut g = Glue::new();
     let payload = pattern(1500);
-    // §6.1 step 3: client creation fails ⇒ ERROR, config kept.
+    // FIRMWARE.md §6.1 step 3: client creation fails ⇒ ERROR, config kept.
     at(&mut g, "AT+WSCFG=0,30,60,2048", OK);
     at(&mut g, "AT+WSOPEN=0,\"\"", ERROR);
     open(&mut g, 0, URI);
     send_1500_in_chunks(&mut g, &payload, 2048);
     at(&mut g, "AT+WSCLOSE=0", OK);
-    // §6.1 step 5: the start fails on a scheme other than ws/wss ⇒ clean(L), config lost.
+    // FIRMWARE.md §6.1 step 5: the start fails on a scheme other than ws/wss ⇒ clean(L), config lost.
     at(&mut g, "AT+WSCFG=0,30,60,2048", OK);
     at(&mut g, "AT+WSOPEN=0,\"http://127.0.0.1:1\"", ERROR);
     open(&mut g, 0, URI);
@@ -470,7 +470,7 @@ fn an_unparsable_uri_keeps_the_configuration_a_bad_scheme_does_not() {
 fn random_junk_leaves_the_port_usable() {
     let mut g = Glue::new();
     let mut rng = Rng::new(0x5eed_0001);
-    // Printable junk without CR, LF or NUL: echoed byte for byte (§1.3), never answered
+    // Printable junk without CR, LF or NUL: echoed byte for byte (FIRMWARE.md §1.3), never answered
     // (every 256 bytes without a terminator are discarded silently).
     let junk: Vec<u8> = (0..4096)
         .map(|_| b' ' + u8::try_from(rng.below(95)).expect("< 95"))
@@ -496,7 +496,7 @@ fn random_junk_leaves_the_port_usable() {
 #[test]
 fn over_long_lines() {
     let mut g = Glue::new();
-    // §1.3: a line longer than 256 bytes including CR LF is an error, even if it starts with AT.
+    // FIRMWARE.md §1.3: a line longer than 256 bytes including CR LF is an error, even if it starts with AT.
     let long = format!("AT+{}", "X".repeat(297));
     at(&mut g, &long, ERROR);
     // 254 characters + CR LF is the longest accepted line; one more is too long.
@@ -520,7 +520,7 @@ fn over_long_lines() {
 fn malformed_commands_get_the_firmware_answers() {
     let mut g = Glue::new();
     let cases: &[(&str, &[u8])] = &[
-        // Line level (§1.3, §1.4).
+        // Line level (FIRMWARE.md §1.3, §1.4).
         ("", ERROR),
         ("at", OK),
         ("At", OK),
@@ -536,9 +536,9 @@ fn malformed_commands_get_the_firmware_answers() {
         ("AT+WSSEND", ERROR),
         ("AT+WSHEAD", ERROR),
         ("AT+WSHEAD=?", ERROR),
-        // v5 has no AT+WSDATAFMT (§9).
+        // v5 has no AT+WSDATAFMT (FIRMWARE.md §9).
         ("AT+WSDATAFMT=0,1,63", ERROR),
-        // AT+WSCFG (§4.2).
+        // AT+WSCFG (FIRMWARE.md §4.2).
         ("AT+WSCFG=3,10,120", ERROR),
         ("AT+WSCFG=-1,10,120", ERROR),
         ("AT+WSCFG=,10,120", ERROR),
@@ -563,7 +563,7 @@ fn malformed_commands_get_the_firmware_answers() {
         ("at+wscfg=1,7200,1", OK),
         ("AT+WSCFG=0,10,120,1024,0", OK),
         ("AT+WSCFG=0,10,120,010", OK),
-        // AT+WSOPEN parameters (§6.1): quotes, commas, ranges.
+        // AT+WSOPEN parameters (FIRMWARE.md §6.1): quotes, commas, ranges.
         ("AT+WSOPEN=0,\"ws://127.0.0.1:1", ERROR),
         ("AT+WSOPEN=0,ws://127.0.0.1:1", ERROR),
         ("AT+WSOPEN=0,\"ws://a,b\"", ERROR),
@@ -582,7 +582,7 @@ fn malformed_commands_get_the_firmware_answers() {
         ("AT+WSOPEN=0,\"\"", ERROR),
         ("AT+WSOPEN=0,\"127.0.0.1:1\"", ERROR),
         ("AT+WSOPEN=0,\"http://127.0.0.1:1\"", ERROR),
-        // AT+WSSEND (§7.2): checked before the link is looked up, and no link is open.
+        // AT+WSSEND (FIRMWARE.md §7.2): checked before the link is looked up, and no link is open.
         ("AT+WSSEND=0,8193", ERROR),
         ("AT+WSSEND=0,-1", ERROR),
         ("AT+WSSEND=0,abc", ERROR),
@@ -594,7 +594,7 @@ fn malformed_commands_get_the_firmware_answers() {
         ("AT+WSSEND=0,4,1,100,1", ERROR),
         ("AT+WSSEND=0,0", ERROR),
         ("AT+WSSEND=0,4", ERROR),
-        // AT+WSCLOSE (§8.1) and AT+WSHEAD (§5.1).
+        // AT+WSCLOSE (FIRMWARE.md §8.1) and AT+WSHEAD (§5.1).
         ("AT+WSCLOSE=3", ERROR),
         ("AT+WSCLOSE=0,1", ERROR),
         ("AT+WSCLOSE=", ERROR),
@@ -608,9 +608,9 @@ fn malformed_commands_get_the_firmware_answers() {
     }
     // No link was opened by any of them.
     assert!(g.links.is_empty());
-    // §1.3: two commands in one write: the second is answered busy and dropped.
+    // FIRMWARE.md §1.3: two commands in one write: the second is answered busy and dropped.
     io(&mut g, "AT\r\nAT\r\n", b"AT\r\n\r\nbusy p...\r\n\r\nOK\r\n");
-    // ATE0 (the line itself still echoed), then nothing is echoed (§12).
+    // ATE0 (the line itself still echoed), then nothing is echoed (FIRMWARE.md §12).
     at(&mut g, "ATE0", OK);
     io(&mut g, "AT\r\n", OK);
     io(&mut g, "AT+WSOPEN?\r\n", OK);
@@ -628,14 +628,14 @@ fn send_meta(g: &mut Glue, payload: &[u8], expected: &[&[u8]]) {
 fn master_firmware_sends_empty_messages_and_formats_data_with_metadata() {
     let mut g = Glue::with(Firmware::Master);
     open(&mut g, 0, URI);
-    // §9.1: length 0 sends an empty frame at once, without a prompt; the echo is an empty chunk.
+    // FIRMWARE.md §9.1: length 0 sends an empty frame at once, without a prompt; the echo is an empty chunk.
     io(
         &mut g,
         "AT+WSSEND=0,0\r\n",
         [&b"AT+WSSEND=0,0\r\n"[..], SEND_OK, b"+WS_DATA:0,0,\r\n"].concat(),
     );
     assert_eq!((g.sent[0].opcode, g.sent[0].fin, g.sent[0].payload.len()), (1, true, 0));
-    // §9.2: exactly three parameters.
+    // FIRMWARE.md §9.2: exactly three parameters.
     at(&mut g, "AT+WSDATAFMT=0", ERROR);
     at(&mut g, "AT+WSDATAFMT=0,3,63", ERROR);
     at(&mut g, "AT+WSDATAFMT=0,1,64", ERROR);
@@ -661,19 +661,19 @@ fn master_firmware_sends_empty_messages_and_formats_data_with_metadata() {
 fn syslog_adds_error_codes_from_the_core_only() {
     let mut g = Glue::new();
     at(&mut g, "AT+SYSLOG=1", OK);
-    // §2 examples.
+    // FIRMWARE.md §2 examples.
     at(&mut g, "AT+WSSEND=0,abc", b"ERR CODE:0x01080001\r\n\r\nERROR\r\n");
     at(&mut g, "AT+WSSEND=5,4", ERROR);
     at(&mut g, "AT+NOPE", b"ERR CODE:0x01090000\r\n\r\nERROR\r\n");
     at(&mut g, "", b"ERR CODE:0x01030000\r\n\r\nERROR\r\n");
     at(&mut g, "AT+WSOPEN? ", b"ERR CODE:0x01090000\r\n\r\nERROR\r\n");
-    // A missing trailing parameter is a FAIL with the index (§1.5); overflow prints nothing.
+    // A missing trailing parameter is a FAIL with the index (FIRMWARE.md §1.5); overflow prints nothing.
     at(&mut g, "AT+WSCFG=0,10", b"ERR CODE:0x01080002\r\n\r\nERROR\r\n");
     at(&mut g, "AT+WSCFG=0,10,4294967417", ERROR);
     at(&mut g, "AT+WSCFG=,10,120", ERROR);
-    // No handler for the type: no code even with SYSLOG=1 (§1.4).
+    // No handler for the type: no code even with SYSLOG=1 (FIRMWARE.md §1.4).
     at(&mut g, "AT+WSCFG?", ERROR);
-    // Busy input and surplus payload (§1.6, §13.2).
+    // Busy input and surplus payload (FIRMWARE.md §1.6, §13.2).
     io(
         &mut g,
         "AT\r\nAT\r\n",
@@ -693,7 +693,7 @@ fn syslog_adds_error_codes_from_the_core_only() {
 #[test]
 fn a_nul_byte_drops_the_line_so_far() {
     let mut g = Glue::new();
-    // §1.3: everything up to and including the NUL is dropped after the echo.
+    // FIRMWARE.md §1.3: everything up to and including the NUL is dropped after the echo.
     io(&mut g, b"XX\0AT\r\n", b"XX\0AT\r\n\r\nOK\r\n");
 }
 
@@ -704,7 +704,7 @@ fn at_rst_forgets_links_headers_and_configuration() {
     io(&mut g, "A: b", OK);
     open(&mut g, 0, URI);
     at(&mut g, "ATE0", OK);
-    // §12: OK, then the reboot's banner; all WS state lost (the glue drops every link), echo
+    // FIRMWARE.md §12: OK, then the reboot's banner; all WS state lost (the glue drops every link), echo
     // back on.
     io(&mut g, "AT+RST\r\n", [OK, READY].concat());
     assert!(
@@ -715,7 +715,7 @@ fn at_rst_forgets_links_headers_and_configuration() {
     at(&mut g, "AT+WSOPEN?", OK);
     at(&mut g, "AT+WSHEAD?", OK);
     open(&mut g, 0, URI);
-    // AT+RST inside busy input forces a restart (§1.6): link 1's open has failed, its ERROR is
+    // AT+RST inside busy input forces a restart (FIRMWARE.md §1.6): link 1's open has failed, its ERROR is
     // still to come (the glue's delay) when the host types it.
     g.auto = false;
     let cmd = format!("AT+WSOPEN=1,\"{CLOSED}\"\r\n");
@@ -745,7 +745,7 @@ fn at_rst_forgets_links_headers_and_configuration() {
 fn bytes_sent_before_the_prompt_are_busy_input_and_lost() {
     let mut g = Glue::new();
     open(&mut g, 0, URI);
-    // §1.7 item 6: the payload must wait for `>`; sent with the command it is discarded.
+    // FIRMWARE.md §1.7 item 6: the payload must wait for `>`; sent with the command it is discarded.
     io(
         &mut g,
         "AT+WSSEND=0,4\r\ntest",
@@ -772,6 +772,6 @@ fn line_assembly_across_writes() {
     // A terminator split between two writes still ends the line.
     io(&mut g, "AT\r", b"AT\r");
     io(&mut g, "\n", b"\n\r\nOK\r\n");
-    // A lone CR or LF does not end a line (§1.3).
+    // A lone CR or LF does not end a line (FIRMWARE.md §1.3).
     io(&mut g, "AT\rX\nY\r\n", b"AT\rX\nY\r\n\r\nERROR\r\n");
 }

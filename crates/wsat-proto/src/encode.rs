@@ -40,7 +40,7 @@ pub struct Fragment<'a> {
 }
 
 /// Splits a send into frames of at most `frame_size` bytes as the ESP client does
-/// (spec §7.3): the first frame carries `opcode` without FIN, the others are continuations,
+/// (FIRMWARE.md §7.3): the first frame carries `opcode` without FIN, the others are continuations,
 /// and the last one has FIN if `fin` is set. An empty payload still gives one frame.
 /// A `frame_size` of 0 is treated as 1.
 pub fn fragments(opcode: OpCode, payload: &[u8], fin: bool, frame_size: usize) -> impl Iterator<Item = Fragment<'_>> {

@@ -10,7 +10,7 @@
 //!   chunks (pure, no I/O), and [`EchoCheck`]: every echoed byte is the byte that was sent.
 //! * The firmware's fixed strings ([`READY`], [`OK`], …) and [`ws_data`].
 //!
-//! The stream grammar is the firmware's (shared/spec/esp-at-websocket.md §1.2, §1.7, §1.8,
+//! The stream grammar is the firmware's (docs/FIRMWARE.md §1.2, §1.7, §1.8,
 //! §8.5): result codes and URCs are CR LF terminated lines, the data prompt is a bare `>`
 //! (no CR LF after it), and `+WS_DATA:<link>,<len>,<bytes>\r\n` carries `len` raw bytes that
 //! may themselves contain CR LF, `>` or anything else, so it is cut by its length, never by a
@@ -34,18 +34,18 @@ pub const STEP: Duration = Duration::from_secs(5);
 
 /// The firmware's power-on banner, sent at start and to every new TCP client.
 pub const READY: &[u8] = b"\r\nready\r\n";
-/// The result of a command that succeeded (spec §1.2).
+/// The result of a command that succeeded (FIRMWARE.md §1.2).
 pub const OK: &[u8] = b"\r\nOK\r\n";
-/// The result of a command that failed (spec §1.2).
+/// The result of a command that failed (FIRMWARE.md §1.2).
 pub const ERROR: &[u8] = b"\r\nERROR\r\n";
-/// The result of a payload sent by AT+WSSEND (spec §7).
+/// The result of a payload sent by AT+WSSEND (FIRMWARE.md §7).
 pub const SEND_OK: &[u8] = b"\r\nSEND OK\r\n";
-/// OK and the data prompt of AT+WSSEND / AT+WSHEAD (spec §1.7).
+/// OK and the data prompt of AT+WSSEND / AT+WSHEAD (FIRMWARE.md §1.7).
 pub const PROMPT: &[u8] = b"\r\nOK\r\n\r\n>";
-/// The answer to input while a command runs (spec §1.6).
+/// The answer to input while a command runs (FIRMWARE.md §1.6).
 pub const BUSY: &[u8] = b"\r\nbusy p...\r\n";
 
-/// `+WS_DATA:<link>,<len>,<data>\r\n` (spec §8.5).
+/// `+WS_DATA:<link>,<len>,<data>\r\n` (FIRMWARE.md §8.5).
 pub fn ws_data(link: usize, data: &[u8]) -> Vec<u8> {
     let mut v = format!("+WS_DATA:{link},{},", data.len()).into_bytes();
     v.extend_from_slice(data);
@@ -53,7 +53,7 @@ pub fn ws_data(link: usize, data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A line of the answer to `AT+WSOPEN?`: `+WSOPEN:<link>,<state>,"<uri>"\r\n` (spec §6.2).
+/// A line of the answer to `AT+WSOPEN?`: `+WSOPEN:<link>,<state>,"<uri>"\r\n` (FIRMWARE.md §6.2).
 pub fn wsopen_line(link: usize, state: u8, uri: &str) -> String {
     format!("+WSOPEN:{link},{state},\"{uri}\"\r\n")
 }
@@ -508,7 +508,7 @@ impl AtClient {
         self.expect(expected);
     }
 
-    /// `AT+WSOPEN=<link>,"<uri>"` answered `+WS_CONNECTED:<link>` then OK (spec §6.1).
+    /// `AT+WSOPEN=<link>,"<uri>"` answered `+WS_CONNECTED:<link>` then OK (FIRMWARE.md §6.1).
     pub fn open(&mut self, link: usize, uri: &str) {
         self.at(
             &format!("AT+WSOPEN={link},\"{uri}\""),
@@ -517,7 +517,7 @@ impl AtClient {
     }
 
     /// `AT+WSOPEN` that fails after the connection attempt: `+WS_DISCONNECTED:<link>` then
-    /// ERROR (spec §6.1).
+    /// ERROR (FIRMWARE.md §6.1).
     pub fn open_fails(&mut self, link: usize, uri: &str) {
         self.at(
             &format!("AT+WSOPEN={link},\"{uri}\""),
@@ -526,7 +526,7 @@ impl AtClient {
     }
 
     /// `AT+WSSEND=<link>,<n>`, the prompt, the payload, then `SEND OK` and the server's echo
-    /// in either order (spec §13.1: the echo may come first).
+    /// in either order (FIRMWARE.md §13.1: the echo may come first).
     pub fn send_and_echo(&mut self, link: usize, payload: &[u8]) {
         self.at(&format!("AT+WSSEND={link},{}", payload.len()), PROMPT);
         self.send(payload);
@@ -601,7 +601,7 @@ impl AtClient {
     }
 
     /// Expects the concatenation of `parts` in any order (for output whose order the firmware
-    /// does not fix, e.g. `SEND OK` and the server's echo, spec §13.1). Each part exactly once.
+    /// does not fix, e.g. `SEND OK` and the server's echo, FIRMWARE.md §13.1). Each part exactly once.
     pub fn expect_any_order(&mut self, parts: &[&[u8]]) {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let got = self.take(total, STEP);

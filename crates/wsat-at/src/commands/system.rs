@@ -1,4 +1,4 @@
-//! System commands a host driver uses around the WebSocket set (spec §12): AT, ATE0/ATE1, AT+GMR,
+//! System commands a host driver uses around the WebSocket set (FIRMWARE.md §12): AT, ATE0/ATE1, AT+GMR,
 //! AT+RST, AT+CMD?, AT+SYSLOG, AT+SYSMSG, AT+CWMODE, AT+CWJAP, AT+CIPSNTPCFG, AT+CIPSNTPTIME?.
 
 use super::{error, ok, table, Command, Outcome, Pending};

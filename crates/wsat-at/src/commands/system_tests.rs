@@ -1,4 +1,4 @@
-//! System commands (spec §12), exact bytes.
+//! System commands (FIRMWARE.md §12), exact bytes.
 
 use super::BUILD_STAMP;
 use crate::testutil::{esc, T};

@@ -1,4 +1,4 @@
-//! The WebSocket command set (spec §4–§9): AT+WSCFG, AT+WSOPEN, AT+WSHEAD, AT+WSSEND,
+//! The WebSocket command set (FIRMWARE.md §4–§9): AT+WSCFG, AT+WSOPEN, AT+WSHEAD, AT+WSSEND,
 //! AT+WSDATAFMT (master) and AT+WSCLOSE, with the firmware's validation orders.
 
 use super::{error, ok, Command, DataPurpose, Handler, Outcome, Pending, SendPlan};
@@ -15,10 +15,10 @@ pub(crate) const MAX_HEADER_ALLOC: usize = 128 * 1024;
 /// Most bytes AT+WSHEAD keeps in total: the sum of the `<req_header_len>` of the stored
 /// headers (each `key:value` as given). A header that would go beyond is read after its
 /// prompt and then refused with `ERROR`, nothing stored, as on the chip when its heap runs
-/// out (spec §5.1: "no upper bound except memory"). Headers are global, shared by all links.
+/// out (FIRMWARE.md §5.1: "no upper bound except memory"). Headers are global, shared by all links.
 ///
 /// Why 4 KiB: the chip sends every stored header in each upgrade request, and that request
-/// must fit in 1024 bytes (spec §11.2), so more than ~900 bytes of headers can never reach a
+/// must fit in 1024 bytes (FIRMWARE.md §11.2), so more than ~900 bytes of headers can never reach a
 /// server; 4 KiB leaves a host room to spare while bounding memory and the AT+WSHEAD? answer.
 pub const MAX_HEADER_BYTES: usize = 4096;
 
@@ -60,7 +60,7 @@ fn size_limit(st: &State) -> i64 {
     }
 }
 
-/// `AT+WSCFG=<id>,<ping>,<pong>[,<buffer_size>][,<auth_mode>,<pki>,<ca>]` (§4.2, in order).
+/// `AT+WSCFG=<id>,<ping>,<pong>[,<buffer_size>][,<auth_mode>,<pki>,<ca>]` (FIRMWARE.md §4.2, in order).
 fn set_wscfg(st: &mut State, p: &Params) -> Outcome {
     let Some(id) = st.link_id(p, 0) else {
         return error();
@@ -150,7 +150,7 @@ fn set_wscfg(st: &mut State, p: &Params) -> Outcome {
     ok()
 }
 
-/// `AT+WSHEAD=<n>`: 0 clears the list; n > 0 prompts for exactly n bytes (§5.1).
+/// `AT+WSHEAD=<n>`: 0 clears the list; n > 0 prompts for exactly n bytes (FIRMWARE.md §5.1).
 fn set_wshead(st: &mut State, p: &Params) -> Outcome {
     let n = match st.int(p, 0) {
         Got::Ok(n) => n,
@@ -217,7 +217,7 @@ fn query_wshead(st: &mut State, _: &Params) -> Outcome {
     ok()
 }
 
-/// `AT+WSOPEN=<id>,"<uri>"[,"<subprotocol>"][,<timeout_ms>][,"<auth>"]` (§6.1).
+/// `AT+WSOPEN=<id>,"<uri>"[,"<subprotocol>"][,<timeout_ms>][,"<auth>"]` (FIRMWARE.md §6.1).
 fn set_wsopen(st: &mut State, p: &Params) -> Outcome {
     let Some(id) = st.link_id(p, 0) else {
         return error();
@@ -313,7 +313,7 @@ fn query_wsopen(st: &mut State, _: &Params) -> Outcome {
     ok()
 }
 
-/// `AT+WSSEND=<id>,<len>[,<opcode>][,<timeout_ms>]` (+ `[,<fin>]` in master), §7.2/§9.1.
+/// `AT+WSSEND=<id>,<len>[,<opcode>][,<timeout_ms>]` (+ `[,<fin>]` in master), FIRMWARE.md §7.2/§9.1.
 fn set_wssend(st: &mut State, p: &Params) -> Outcome {
     let Some(id) = st.link_id(p, 0) else {
         return error();
@@ -404,7 +404,7 @@ pub(crate) fn finish_send(st: &mut State, plan: SendPlan, payload: Vec<u8>) -> O
     }
 }
 
-/// Master `AT+WSDATAFMT=<id>[,<level>][,<mask>]`: exactly three parameters (§9.2).
+/// Master `AT+WSDATAFMT=<id>[,<level>][,<mask>]`: exactly three parameters (FIRMWARE.md §9.2).
 fn set_wsdatafmt(st: &mut State, p: &Params) -> Outcome {
     let Some(id) = st.link_id(p, 0) else {
         return error();

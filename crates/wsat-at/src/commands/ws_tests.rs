@@ -1,4 +1,4 @@
-//! AT+WSCFG / WSHEAD / WSOPEN / WSSEND / WSDATAFMT / WSCLOSE rules (spec §4–§9), exact bytes.
+//! AT+WSCFG / WSHEAD / WSOPEN / WSSEND / WSDATAFMT / WSCLOSE rules (FIRMWARE.md §4–§9), exact bytes.
 
 use crate::testutil::{esc, T};
 use crate::{Action, Completion, LinkConfig, LinkEvent, LinkHandle, LinkStatus, OpenRequest, PortState};
