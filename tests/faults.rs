@@ -33,6 +33,9 @@ const MODEM_ARGS: &[&str] = &[
     "200",
     "--network-timeout-ms",
     "1500",
+    // Exact bytes: the reproducible min(remaining, buffer_size) cuts (FIRMWARE.md §8.5).
+    "--chunking",
+    "full",
 ];
 
 /// The deadline of one expected client event or peer report.
@@ -337,13 +340,14 @@ async fn client_close_mid_frame_then_reconnect() {
     let mut c = config(&peer);
     c.reconnect = Reconnect::Fixed(Duration::from_millis(200));
     let (client, mut events) = Client::start(c).expect("valid config");
-    // Half a frame is not a chunk (full chunks: ChunkPolicy::Full), so no Data.
+    // The 5 bytes of the half frame come as a last short chunk before the disconnect.
     let seen = until_connected(&mut events, 2).await;
     assert_eq!(
         shapes(&seen),
         [
             "BeforeConnect",
             "Connected",
+            "Data(op 1, fin 1, 0+5 of 10)",
             "Error(ConnectionClosed)",
             "Disconnected(ConnectionLost)",
             "BeforeConnect",
@@ -359,9 +363,9 @@ fn modem_close_mid_frame_disconnects_and_reconnects() {
     let peer = FaultPeer::start(&[Fault::CloseMidFrame, Fault::Echo]);
     let (_modem, mut at) = modem();
     let uri = peer.uri();
-    // FIRMWARE.md §8.3: EOF without a close frame. (The chip may first print the half frame's bytes as a
-    // short +WS_DATA, FIRMWARE.md §8.5; the canonical emulation reports whole chunks only.)
-    open_then(&mut at, &uri, &[b"+WS_DISCONNECTED:0\r\n"]);
+    // FIRMWARE.md §8.3: EOF without a close frame; the bytes read of the half frame are printed
+    // first, as a short +WS_DATA (FIRMWARE.md §8.5).
+    open_then(&mut at, &uri, &[b"+WS_DATA:0,5,01234\r\n", b"+WS_DISCONNECTED:0\r\n"]);
     // FIRMWARE.md §10: after the reconnect delay the link comes back by itself.
     at.expect(b"+WS_CONNECTED:0\r\n");
     at.at("AT+WSOPEN?", wsopen_line(2, &uri));

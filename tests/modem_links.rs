@@ -40,7 +40,8 @@ fn large_incoming_frame_is_split_by_buffer_size() {
             drain(&mut tcp).await;
         }
     });
-    let modem = modem_tcp(FAST);
+    // Exact cuts: the reproducible chunking (the chip's may be smaller, FIRMWARE.md §13.6).
+    let modem = modem_tcp(&[FAST, &["--chunking", "full"]].concat());
     let mut at = modem.connect();
     at.open(0, &peer.uri());
 
@@ -73,7 +74,8 @@ fn large_incoming_frame_is_split_by_buffer_size() {
 #[test]
 fn wscfg_buffer_size_sets_the_chunk_size() {
     let server = EchoPeer::ws();
-    let modem = modem_tcp(FAST);
+    // Exact cuts: the reproducible chunking (the chip's may be smaller, FIRMWARE.md §13.6).
+    let modem = modem_tcp(&[FAST, &["--chunking", "full"]].concat());
     let mut at = modem.connect();
     let payload = pattern(3000);
     at.at("AT+WSCFG=0,30,60,2048", OK);
@@ -219,7 +221,8 @@ fn more_links_with_the_links_option() {
 #[test]
 fn the_largest_send_v5() {
     let server = EchoPeer::ws();
-    let modem = modem_tcp(FAST);
+    // The echo as one 8192-byte chunk: the reproducible chunking.
+    let modem = modem_tcp(&[FAST, &["--chunking", "full"]].concat());
     let mut at = modem.connect();
     at.at("AT+WSCFG=0,30,60,8192", OK);
     at.open(0, &server.uri());

@@ -59,7 +59,10 @@ pub enum Event {
     },
     /// The upgrade succeeded.
     Connected(Connected),
-    /// A chunk of a received frame ([`crate::Delivery::Chunks`]); control frames too.
+    /// A chunk of a received frame ([`crate::Delivery::Chunks`]); control frames too. When
+    /// the connection drops in the middle of a frame, the bytes received of it come as a
+    /// last chunk that does not end the frame ([`DataChunk::ends_frame`] is false), before
+    /// [`Event::Disconnected`]: every byte received is reported.
     Data(DataChunk),
     /// A whole received message ([`crate::Delivery::Messages`]).
     Message(Message),

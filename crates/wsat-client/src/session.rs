@@ -156,6 +156,11 @@ impl<'t> Session<'t> {
         if self.decodable && self.outlet.may_decode() {
             self.decodable = self.connection.process_message(Instant::now());
         }
+        self.take_events();
+    }
+
+    /// Moves the connection's events to the outlet (and records a failure among them).
+    fn take_events(&mut self) {
         while let Some(ev) = self.connection.poll_event() {
             match ev {
                 ProtoEvent::Data(chunk) => match self.assembler.as_mut() {
@@ -301,6 +306,7 @@ impl<'t> Session<'t> {
                 None
             }
             Command::Abort => {
+                self.end_input();
                 fail_sends(&mut self.sends);
                 Some(End::Aborted(ClientError::Aborted, DisconnectReason::Aborted))
             }
@@ -320,14 +326,25 @@ impl<'t> Session<'t> {
 
     /// How a session whose transport failed or ended ends: with the protocol failure that
     /// came first, if any (a peer that broke the protocol often resets the connection right
-    /// after, and the reset is not the cause), else with `transport`'s error.
+    /// after, and the reset is not the cause), else with `transport`'s error. What was read
+    /// and not yet reported is reported first.
     fn lost(&mut self, transport: ClientError) -> End {
+        self.end_input();
         fail_sends(&mut self.sends);
         let (err, reason) = self
             .failure
             .take()
             .unwrap_or((transport, DisconnectReason::ConnectionLost));
         End::Aborted(err, reason)
+    }
+
+    /// The transport is gone (ended, failed or aborted): every byte read is reported before
+    /// the session's end, the bytes of an unfinished frame as a last short chunk, as the
+    /// ESP client has reported each read by then ([`Connection::handle_eof`]). Whole
+    /// messages never include an unfinished one.
+    fn end_input(&mut self) {
+        self.connection.handle_eof(Instant::now());
+        self.take_events();
     }
 
     /// After the closing handshake: write what is left (our close) and give the server

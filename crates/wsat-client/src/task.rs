@@ -23,9 +23,9 @@ pub(crate) enum Command {
         fragment: bool,
         reply: oneshot::Sender<Result<usize, ClientError>>,
     },
-    /// Start the closing handshake; answer whether the close frame was queued.
     /// Drop the connection as if the transport had failed (reconnect follows if enabled).
     Abort,
+    /// Start the closing handshake; answer whether the close frame was queued.
     Close {
         code: Option<u16>,
         reason: String,

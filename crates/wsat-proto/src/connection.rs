@@ -30,7 +30,8 @@ pub struct ConnectionConfig {
     /// RFC 6455 validation: frame headers, fragment sequences, UTF-8 of text and close
     /// reasons, close codes. Violations fail the connection with a close frame carrying
     /// 1002/1007/1009. Without it, only what the firmware itself rejects is rejected, and
-    /// failures drop the connection without a close frame.
+    /// failures drop the connection without a close frame; control frames may then be
+    /// longer than 125 bytes, up to `max_chunk` ([`DecoderConfig::max_control_len`]).
     pub strict: bool,
     /// The largest payload chunk delivered in [`Event::Data`] (the ESP `buffer_size`).
     pub max_chunk: usize,
@@ -89,6 +90,17 @@ impl ConnectionConfig {
             ping_resets_on_receive: true,
             close_timeout: Duration::from_secs(1),
             echo_close_code: false,
+        }
+    }
+
+    /// The configuration of the connection's frame decoder.
+    pub(crate) fn decoder_config(&self) -> DecoderConfig {
+        DecoderConfig {
+            role: self.role,
+            strict: self.strict,
+            max_chunk: self.max_chunk,
+            chunk_policy: self.chunk_policy,
+            max_frame_len: self.max_frame_len,
         }
     }
 }
@@ -238,13 +250,7 @@ pub struct Connection {
 impl Connection {
     /// A connection whose handshake completed at `now`.
     pub fn new(config: ConnectionConfig, now: Instant) -> Self {
-        let decoder = FrameDecoder::new(DecoderConfig {
-            role: config.role,
-            strict: config.strict,
-            max_chunk: config.max_chunk,
-            chunk_policy: config.chunk_policy,
-            max_frame_len: config.max_frame_len,
-        });
+        let decoder = FrameDecoder::new(config.decoder_config());
         let next_ping = config.ping_interval.map(|i| now + i);
         Connection {
             config,
@@ -318,6 +324,37 @@ impl Connection {
             self.rx.clear();
         }
         false
+    }
+
+    /// The transport is gone: its end was read, reading or writing failed, or the caller
+    /// drops it (an abort). Decodes what the receive buffer still holds and hands out the
+    /// bytes received of an unfinished data frame as a last, short [`Event::Data`] (under
+    /// [`ChunkPolicy::Full`] they would wait for a full chunk that never comes), so that
+    /// every payload byte received is reported, as the ESP client reports what each read
+    /// returned. The start of a header or of a control frame is dropped. Then the
+    /// connection is [`ConnectionState::Failed`], unless the closing handshake completed.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.drain_received(now);
+        if self.state != State::Closed {
+            self.state = State::Failed;
+        }
+    }
+
+    /// Decodes everything left in the receive buffer as input that has ended (see
+    /// [`Connection::handle_eof`]), then drops what cannot be decoded.
+    fn drain_received(&mut self, now: Instant) {
+        while self.state.decodes() {
+            match self.decoder.decode_eof(&mut self.rx) {
+                Ok(Some(item)) => {
+                    if let Err(err) = self.on_item(item, now) {
+                        self.fail(err, now, false);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => self.fail(err, now, true),
+            }
+        }
+        self.rx.clear();
     }
 
     /// Fails the connection for `err`: strict mode queues a close frame with its code and
@@ -453,12 +490,14 @@ impl Connection {
     }
 
     /// Runs the timers due at `now`: keepalive pings, the pong timeout, the close timeout.
+    /// A timeout fails the connection as [`Connection::handle_eof`] does, after reporting
+    /// what was received before it (the bytes of an unfinished frame included), then
+    /// reports itself ([`Event::PongTimeout`], [`Event::CloseTimeout`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Open => {
                 if self.pong_deadline.is_some_and(|d| now >= d) {
-                    self.state = State::Failed;
-                    self.events.push_back(Event::PongTimeout);
+                    self.time_out(Event::PongTimeout, now);
                     return;
                 }
                 if let (Some(at), Some(interval)) = (self.next_ping, self.config.ping_interval) {
@@ -473,11 +512,20 @@ impl Connection {
             }
             State::CloseSent { .. } => {
                 if self.close_deadline.is_some_and(|d| now >= d) {
-                    self.state = State::Failed;
-                    self.events.push_back(Event::CloseTimeout);
+                    self.time_out(Event::CloseTimeout, now);
                 }
             }
             State::Closed | State::Failed => {}
+        }
+    }
+
+    /// Fails the connection for a timer that ran out (`event`), after reporting what was
+    /// received before it; nothing is read after a timeout.
+    fn time_out(&mut self, event: Event, now: Instant) {
+        self.drain_received(now);
+        if matches!(self.state, State::Open | State::CloseSent { .. }) {
+            self.state = State::Failed;
+            self.events.push_back(event);
         }
     }
 
@@ -1080,9 +1128,150 @@ mod tests {
             })
             .collect();
         assert_eq!(ops, [0, 3, 1]);
-        c.handle_bytes(&[0x89, 0x7E, 0x00, 0x80], Instant::now());
+        // A ping that does not fit the 1024-byte buffer: the firmware aborts.
+        c.handle_bytes(&[0x89, 0x7E, 0x04, 0x01], Instant::now());
         assert_eq!(c.state(), ConnectionState::Failed);
         assert!(c.poll_transmit().is_none(), "no close frame when the firmware aborts");
+    }
+
+    /// A 200-byte ping, a 300-byte pong and a close with 202 payload bytes, as a firmware
+    /// tester's server sends them: the firmware's profile answers the ping with a pong
+    /// echoing all 200 bytes, takes the pong as one, delivers the data after them and
+    /// finishes the closing handshake; strict mode fails at the ping with 1002.
+    #[test]
+    fn control_frames_over_125_bytes_pass_in_the_firmware_profile_and_fail_strict() {
+        let t0 = Instant::now();
+        let firmware = ConnectionConfig::esp_firmware(1024, Duration::from_secs(10), Duration::from_secs(5));
+        let mut wire = Vec::new();
+        crate::encode::encode_frame(&mut wire, OpCode::PING, true, None, &[b'p'; 200]);
+        crate::encode::encode_frame(&mut wire, OpCode::PONG, true, None, &[b'q'; 300]);
+        crate::encode::encode_frame(&mut wire, OpCode::TEXT, true, None, b"after");
+        let close: Vec<u8> = [&[0x03, 0xE8][..], &[b'r'; 200]].concat();
+        crate::encode::encode_frame(&mut wire, OpCode::CLOSE, true, None, &close);
+
+        let mut c = Connection::new(firmware, t0);
+        c.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(c.poll_transmit().is_some(), "our keepalive ping");
+        c.handle_bytes(&wire[..wire.len() - close.len() - 4], t0 + Duration::from_secs(11));
+        assert_eq!(
+            raw_frames(&c.poll_transmit().expect("the pong")),
+            [(OpCode::PONG, true, vec![b'p'; 200])]
+        );
+        let seen: Vec<_> = events(&mut c)
+            .into_iter()
+            .map(|e| match e {
+                Event::Data(d) => (d.opcode, d.data.len()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seen, [(OpCode::PING, 200), (OpCode::PONG, 300), (OpCode::TEXT, 5)]);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + Duration::from_secs(21)),
+            "the big pong cleared the pong deadline"
+        );
+        c.handle_bytes(&wire[wire.len() - close.len() - 4..], t0 + Duration::from_secs(12));
+        let ev = events(&mut c);
+        assert!(
+            matches!(&ev[..], [Event::Data(d), Event::CloseReceived(Some(CloseFrame { code: 1000, .. })), Event::Closed]
+                if d.opcode == OpCode::CLOSE && d.data.len() == 202),
+            "{ev:?}"
+        );
+        assert_eq!(c.state(), ConnectionState::Closed);
+
+        let mut strict = Connection::new(client_cfg(1024), t0);
+        strict.handle_bytes(&wire, t0);
+        assert_eq!(
+            events(&mut strict),
+            [Event::ProtocolError(ProtocolError::ControlTooLong {
+                len: 200,
+                max: 125
+            })]
+        );
+        let sent = raw_frames(&strict.poll_transmit().expect("a close"));
+        assert_eq!((sent[0].0, &sent[0].2[..2]), (OpCode::CLOSE, &[0x03, 0xEA][..]));
+    }
+
+    /// Pongs for pings over 125 bytes coalesce like any other: one pong, the newest.
+    #[test]
+    fn pongs_to_long_pings_are_replaced_by_the_newest() {
+        let now = Instant::now();
+        let mut c = Connection::new(
+            ConnectionConfig::esp_firmware(1024, Duration::from_secs(10), Duration::from_secs(5)),
+            now,
+        );
+        for fill in 0..100u8 {
+            let mut ping = Vec::new();
+            crate::encode::encode_frame(&mut ping, OpCode::PING, true, None, &[fill; 600]);
+            c.handle_bytes(&ping, now);
+        }
+        assert_eq!(c.transmit_len(), 4 + 4 + 600, "one masked pong with a 16-bit length");
+        assert_eq!(
+            raw_frames(&c.poll_transmit().expect("a pong")),
+            [(OpCode::PONG, true, vec![99; 600])]
+        );
+    }
+
+    /// Under full chunks, the bytes of an unfinished frame wait for a whole chunk; when the
+    /// transport ends they come out as a last short chunk (not the frame's end), so every
+    /// byte received is reported. Whole messages never see an unfinished one.
+    #[test]
+    fn the_transport_end_hands_out_the_bytes_of_an_unfinished_frame() {
+        let now = Instant::now();
+        let mut c = Connection::new(client_cfg(1024), now);
+        c.handle_bytes(&[0x82, 0x7E, 0x0B, 0xB8], now); // binary, 3000 bytes
+        c.handle_bytes(&[5; 1500], now);
+        let chunks = |c: &mut Connection| -> Vec<(u64, usize, bool)> {
+            events(c)
+                .into_iter()
+                .map(|e| match e {
+                    Event::Data(d) => (d.offset, d.data.len(), d.ends_frame()),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(chunks(&mut c), [(0, 1024, false)]);
+        c.handle_eof(now);
+        assert_eq!(chunks(&mut c), [(1024, 476, false)]);
+        assert_eq!(c.state(), ConnectionState::Failed);
+        c.handle_eof(now);
+        assert!(events(&mut c).is_empty(), "once");
+
+        let mut c = Connection::new(client_cfg(1024), now);
+        c.handle_bytes(&[0x82, 0x7E, 0x0B, 0xB8], now);
+        c.handle_bytes(&[5; 1500], now);
+        c.handle_eof(now);
+        assert!(messages(&mut c).is_empty());
+
+        // A closed connection stays closed.
+        let mut c = Connection::new(client_cfg(1024), now);
+        c.handle_bytes(&[0x88, 0x00], now);
+        c.handle_eof(now);
+        assert_eq!(c.state(), ConnectionState::Closed);
+    }
+
+    /// A pong timeout reports what arrived before it first: the bytes of an unfinished frame,
+    /// then the timeout.
+    #[test]
+    fn a_pong_timeout_reports_the_bytes_received_before_it() {
+        let t0 = Instant::now();
+        let cfg = ConnectionConfig {
+            ping_interval: Some(Duration::from_secs(10)),
+            pong_timeout: Some(Duration::from_secs(5)),
+            ..client_cfg(1024)
+        };
+        let mut c = Connection::new(cfg, t0);
+        c.handle_timeout(t0 + Duration::from_secs(10));
+        c.handle_bytes(&[0x82, 0x7E, 0x0B, 0xB8], t0 + Duration::from_secs(11));
+        c.handle_bytes(&[5; 100], t0 + Duration::from_secs(11));
+        assert!(events(&mut c).is_empty());
+        c.handle_timeout(t0 + Duration::from_secs(15));
+        let ev = events(&mut c);
+        assert!(
+            matches!(&ev[..], [Event::Data(d), Event::PongTimeout] if d.data.len() == 100 && d.offset == 0),
+            "{ev:?}"
+        );
+        assert_eq!(c.state(), ConnectionState::Failed);
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub struct DecoderConfig {
     /// Which side we are: a client expects unmasked frames, a server masked ones.
     pub role: Role,
     /// RFC 6455 validation of every header (RSV bits, reserved opcodes, masking, 64-bit
-    /// length). Off reproduces the ESP firmware, which accepts these.
+    /// length, control payloads of at most 125 bytes). Off reproduces the ESP firmware,
+    /// which accepts these; its control payloads are bounded by `max_chunk` instead
+    /// ([`DecoderConfig::max_control_len`]).
     pub strict: bool,
     /// The largest payload chunk handed out (the ESP `buffer_size`); at least 1.
     pub max_chunk: usize,
@@ -31,6 +33,27 @@ pub struct DecoderConfig {
     pub chunk_policy: ChunkPolicy,
     /// Frames longer than this fail with 1009; `None` for no limit.
     pub max_frame_len: Option<u64>,
+}
+
+/// The longest control payload RFC 6455 allows (§5.5).
+const RFC_MAX_CONTROL: u64 = 125;
+
+impl DecoderConfig {
+    /// The longest control payload accepted; a longer one fails with
+    /// [`ProtocolError::ControlTooLong`] (1002) before any of it is read. Strict: 125 bytes
+    /// (RFC 6455 §5.5). Lenient: `max_chunk`, but at least 125. The ESP client has no
+    /// 125-byte check: it reads a control frame whole into its `buffer_size` receive buffer
+    /// and aborts the connection when the frame does not fit, so a 200-byte ping is
+    /// answered and a frame larger than the buffer drops the link. Control frames are
+    /// delivered whole, so this is also what the decoder may hold of one.
+    pub fn max_control_len(&self) -> u64 {
+        if self.strict {
+            RFC_MAX_CONTROL
+        } else {
+            // A usize always fits in a u64 on the platforms Rust supports.
+            (self.max_chunk as u64).max(RFC_MAX_CONTROL)
+        }
+    }
 }
 
 /// What the decoder produced.
@@ -56,7 +79,8 @@ enum State {
 }
 
 /// Decodes frames from a byte buffer one [`Item`] at a time, never holding more than one
-/// chunk of payload, so memory stays bounded whatever the frame length.
+/// chunk of payload (or one control frame, [`DecoderConfig::max_control_len`]), so memory
+/// stays bounded whatever the frame length.
 #[derive(Debug)]
 pub struct FrameDecoder {
     config: DecoderConfig,
@@ -90,7 +114,7 @@ impl FrameDecoder {
             State::Payload { remaining: 0, .. } => 0,
             State::Payload { control, remaining, .. } => {
                 if control {
-                    // At most 125 (checked when the header was read).
+                    // At most max_control_len, checked when the header was read: it fits.
                     remaining as usize
                 } else if self.config.chunk_policy == ChunkPolicy::Eager {
                     1
@@ -105,6 +129,21 @@ impl FrameDecoder {
     /// Takes the next item from the front of `buf`; `Ok(None)` means more bytes are needed.
     /// After an error the stream is unusable: the connection must be failed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
+        self.next(buf, false)
+    }
+
+    /// [`FrameDecoder::decode`] for when no more bytes will come (the transport ended):
+    /// the bytes `buf` holds of a data frame's payload are handed out even when they are
+    /// fewer than a [`ChunkPolicy::Full`] chunk, which would otherwise wait for ever, so
+    /// that every payload byte received is delivered. `Ok(None)` means nothing more can be
+    /// decoded; what is left in `buf` then is the start of a header or of a control
+    /// frame, which cannot be completed.
+    pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
+        self.next(buf, true)
+    }
+
+    /// The next item; `at_eof` lets a data payload out in whatever pieces are there.
+    fn next(&mut self, buf: &mut BytesMut, at_eof: bool) -> Result<Option<Item>, ProtocolError> {
         match self.state {
             State::Header => {
                 let Some((header, len)) = FrameHeader::parse(buf) else {
@@ -130,7 +169,7 @@ impl FrameDecoder {
                 ref mut remaining,
                 ref mut offset,
             } => {
-                // Control payloads are at most 125 bytes (checked) and go out whole.
+                // Control payloads go out whole (their length was checked).
                 let want = if control {
                     *remaining
                 } else {
@@ -138,9 +177,10 @@ impl FrameDecoder {
                 };
                 // `want` is at most max(max_chunk, 125), so it fits in usize.
                 let want = want as usize;
+                let partial = at_eof || self.config.chunk_policy == ChunkPolicy::Eager;
                 let take = if buf.len() >= want {
                     want
-                } else if !control && self.config.chunk_policy == ChunkPolicy::Eager && !buf.is_empty() {
+                } else if !control && partial && !buf.is_empty() {
                     buf.len()
                 } else {
                     return Ok(None);
@@ -161,9 +201,13 @@ impl FrameDecoder {
         if h.payload_len >> 63 != 0 {
             return Err(ProtocolError::InvalidLength(h.payload_len));
         }
-        // Control frames always arrive whole, so their size is bounded in every mode.
-        if h.opcode.is_control() && h.payload_len > 125 {
-            return Err(ProtocolError::ControlTooLong(h.payload_len));
+        // Control frames are held whole, so their size is bounded in every mode.
+        let max_control = self.config.max_control_len();
+        if h.opcode.is_control() && h.payload_len > max_control {
+            return Err(ProtocolError::ControlTooLong {
+                len: h.payload_len,
+                max: max_control,
+            });
         }
         if let Some(max) = self.config.max_frame_len {
             if h.payload_len > max {
@@ -286,7 +330,10 @@ mod tests {
             (vec![0x83, 0x00], ProtocolError::ReservedOpcode(3)),
             (vec![0x8B, 0x00], ProtocolError::ReservedOpcode(0xB)),
             (vec![0x09, 0x00], ProtocolError::FragmentedControl(OpCode::PING)),
-            (vec![0x89, 0x7E, 0x00, 0x7E], ProtocolError::ControlTooLong(126)),
+            (
+                vec![0x89, 0x7E, 0x00, 0x7E],
+                ProtocolError::ControlTooLong { len: 126, max: 125 },
+            ),
             (
                 vec![0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0],
                 ProtocolError::InvalidLength(1 << 63),
@@ -309,10 +356,68 @@ mod tests {
         buf.extend_from_slice(&frame(1, true, Some([9, 8, 7, 6]), b"masked"));
         let items = drain(&mut dec, &mut buf).expect("lenient");
         assert_eq!(items[3], Item::Payload(Bytes::from_static(b"masked")));
-        // Oversized control frames stay errors in every mode.
-        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, false));
-        let got = dec.decode(&mut BytesMut::from(&[0x88u8, 0x7E, 0x01, 0x00][..]));
-        assert_eq!(got, Err(ProtocolError::ControlTooLong(256)));
+    }
+
+    /// The ESP client has no 125-byte check on control frames: a 200-byte ping, a 300-byte
+    /// pong and a close with 202 payload bytes pass in lenient mode, whole, as long as they
+    /// fit the buffer; strict mode fails each with 1002 at its header.
+    #[test]
+    fn control_frames_over_125_bytes_pass_lenient_up_to_the_buffer_and_fail_strict() {
+        let frames = [
+            frame(0x9, true, None, &[b'p'; 200]),
+            frame(0xA, true, None, &[b'q'; 300]),
+            frame(0x8, true, None, &[[0x03, 0xE8].as_slice(), &[b'r'; 200]].concat()),
+        ];
+        for wire in &frames {
+            let len = FrameHeader::parse(wire).expect("a header").0.payload_len;
+            let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, false));
+            let items = drain(&mut dec, &mut BytesMut::from(&wire[..])).expect("lenient");
+            assert!(
+                matches!(&items[..], [Item::Start(_), Item::Payload(p), Item::End] if p.len() as u64 == len),
+                "{len}: {items:?}"
+            );
+            let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+            let err = dec.decode(&mut BytesMut::from(&wire[..])).expect_err("strict");
+            assert_eq!(err, ProtocolError::ControlTooLong { len, max: 125 });
+            assert_eq!(err.close_code(), 1002);
+        }
+        // The bound is the buffer (max_chunk), never less than RFC 6455's 125.
+        for (max_chunk, max) in [(1024, 1024), (64, 125)] {
+            let mut dec = FrameDecoder::new(config(max_chunk, ChunkPolicy::Eager, false));
+            let ok = frame(0x9, true, None, &vec![0; max as usize]);
+            assert_eq!(drain(&mut dec, &mut BytesMut::from(&ok[..])).expect("fits").len(), 3);
+            let too_long = frame(0x9, true, None, &vec![0; max as usize + 1]);
+            assert_eq!(
+                dec.decode(&mut BytesMut::from(&too_long[..])),
+                Err(ProtocolError::ControlTooLong { len: max + 1, max })
+            );
+        }
+    }
+
+    /// At the end of the input, a full-chunk decoder hands out what it holds of a data
+    /// frame (1,500 bytes of 3,000: 1,024 at once, 476 only at the end); an unfinished
+    /// header or control frame gives nothing.
+    #[test]
+    fn decode_eof_hands_out_the_partial_chunk_of_an_unfinished_frame() {
+        let wire = frame(2, true, None, &[7; 3000]);
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+        let mut buf = BytesMut::from(&wire[..4 + 1500]);
+        let items = drain(&mut dec, &mut buf).expect("valid");
+        assert!(matches!(&items[..], [Item::Start(_), Item::Payload(p)] if p.len() == 1024));
+        assert_eq!(buf.len(), 476, "held for a full chunk");
+        assert_eq!(
+            dec.decode_eof(&mut buf),
+            Ok(Some(Item::Payload(Bytes::from(vec![7; 476]))))
+        );
+        assert_eq!(dec.decode_eof(&mut buf), Ok(None));
+        assert!(buf.is_empty());
+
+        for unfinished in [&wire[..3], &frame(0x9, true, None, b"ping")[..5]] {
+            let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+            let mut buf = BytesMut::from(unfinished);
+            while let Ok(Some(Item::Start(_))) = dec.decode_eof(&mut buf) {}
+            assert_eq!(dec.decode_eof(&mut buf), Ok(None), "{unfinished:02x?}");
+        }
     }
 
     #[test]

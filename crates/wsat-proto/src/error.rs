@@ -14,9 +14,15 @@ pub enum ProtocolError {
     /// A control frame without FIN.
     #[error("fragmented {0} frame")]
     FragmentedControl(OpCode),
-    /// A control frame with more than 125 bytes of payload.
-    #[error("control frame payload of {0} bytes exceeds 125")]
-    ControlTooLong(u64),
+    /// A control frame with a longer payload than accepted: 125 bytes, or in lenient mode
+    /// the receive buffer (`DecoderConfig::max_control_len`).
+    #[error("control frame payload of {len} bytes exceeds {max}")]
+    ControlTooLong {
+        /// The payload length the header announced.
+        len: u64,
+        /// The longest control payload accepted.
+        max: u64,
+    },
     /// A 64-bit payload length with the most significant bit set.
     #[error("payload length {0:#x} has the most significant bit set")]
     InvalidLength(u64),
