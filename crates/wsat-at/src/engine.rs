@@ -4,6 +4,7 @@
 
 use crate::asctime::asctime;
 use crate::commands::{self, ws, Command, DataPurpose, Outcome, Pending};
+use crate::faults::{table_name, Faults, UnknownCommand};
 use crate::line::{contains_force_restart, LineAssembler};
 use crate::output::{self, code, DataFormat, ReceivedChunk, ResultCode};
 use crate::params::Params;
@@ -33,6 +34,10 @@ pub struct Engine {
     port: Port,
     line: LineAssembler,
     pending: Option<Pending>,
+    /// A command whose host left before its result ([`Engine::attach`]): its completion
+    /// still updates the links, silently.
+    orphan: Option<Pending>,
+    faults: Faults,
     commands: Vec<Command>,
 }
 
@@ -54,14 +59,105 @@ impl Engine {
             port: Port::Idle,
             line: LineAssembler::default(),
             pending: None,
+            orphan: None,
+            faults: Faults::default(),
             commands,
         }
     }
 
-    /// Queues the boot banner `\r\nready\r\n` (at start and for every new TCP client). State is
-    /// not touched: links, headers and configs survive an AT client reconnecting.
+    /// Queues the boot banner `\r\nready\r\n` (at start on a port that stays, such as a UART).
     pub fn boot(&mut self) {
         self.st.emit(output::READY);
+    }
+
+    /// A new host took the port (a new TCP client: a new cable). The port starts as after
+    /// boot, so that the banner it gets tells the truth: echo on, IDLE, an empty line; a
+    /// pending `AT+WSSEND` or `AT+WSHEAD` payload is discarded (nothing is sent), and a
+    /// running command finishes without printing its result to the new host. Links,
+    /// `AT+WSCFG` and `AT+WSHEAD` state, Wi-Fi and SNTP settings survive, and so do the
+    /// queued output's URCs already produced (they were the old host's and are dropped).
+    pub fn attach(&mut self) {
+        self.st.out.clear();
+        if let Some(pending) = self.pending.take() {
+            self.orphan = Some(pending);
+        }
+        self.st.echo = true;
+        self.port = Port::Idle;
+        self.line.clear();
+        self.st.emit(output::READY);
+    }
+
+    /// A brown-out: every link dropped without a URC, all RAM state lost (as after
+    /// AT+RST), then the banner, optionally after the garbage a chip's boot ROM leaves on a
+    /// line at the wrong baud rate. Wi-Fi stays as it was, and so do the bench's own faults
+    /// (`busy`, forced failures): they are the test's setup, not the chip's state.
+    pub fn power_cycle(&mut self, noise: bool) {
+        self.st.out.clear();
+        self.orphan = None;
+        if noise {
+            self.st.emit(output::BOOT_NOISE);
+        }
+        self.restart();
+    }
+
+    /// Wi-Fi lost (`false`: `WIFI DISCONNECT`) or back (`true`: `WIFI CONNECTED`, `WIFI GOT
+    /// IP`). The glue drops the links and fails their connects while it is down.
+    pub fn set_wifi(&mut self, up: bool) {
+        if self.st.wifi_up == up {
+            return;
+        }
+        self.st.wifi_up = up;
+        if up {
+            self.st.emit(&b"WIFI CONNECTED\r\n"[..]);
+            self.st.emit(&b"WIFI GOT IP\r\n"[..]);
+        } else {
+            self.st.emit(&b"WIFI DISCONNECT\r\n"[..]);
+        }
+    }
+
+    /// Whether Wi-Fi is up (see [`Engine::set_wifi`]).
+    pub fn wifi_up(&self) -> bool {
+        self.st.wifi_up
+    }
+
+    /// While `busy`, every command line is answered `busy p...` instead of being run, as a
+    /// chip that is still working on something the host cannot see.
+    pub fn set_busy(&mut self, busy: bool) {
+        self.faults.busy = busy;
+    }
+
+    /// Whether command lines are answered `busy p...` (see [`Engine::set_busy`]).
+    pub fn is_busy(&self) -> bool {
+        self.faults.busy
+    }
+
+    /// The next `count` runs of `command` (`AT+WSOPEN`, `+WSSEND`, `ATE0`, `AT`) answer
+    /// `ERROR` without doing anything; 0 cancels.
+    pub fn fail_next(&mut self, command: &str, count: u32) -> Result<(), UnknownCommand> {
+        let name = table_name(command);
+        let Some(cmd) = commands::lookup(&self.commands, &name) else {
+            return Err(UnknownCommand(command.trim().to_owned()));
+        };
+        if count == 0 {
+            self.faults.failures.remove(cmd.name);
+        } else {
+            self.faults.failures.insert(cmd.name, count);
+        }
+        Ok(())
+    }
+
+    /// Forced failures still to come, by command (`AT+WSOPEN`) with their counts.
+    pub fn forced_failures(&self) -> Vec<(String, u32)> {
+        self.faults
+            .failures
+            .iter()
+            .map(|(name, count)| (format!("AT{name}"), *count))
+            .collect()
+    }
+
+    /// Number of link slots (ids `0..link_count()`).
+    pub fn link_count(&self) -> usize {
+        self.st.links.len()
     }
 
     /// One arrival from the AT port (one "UART notification": `busy p...` is per call).
@@ -90,6 +186,9 @@ impl Engine {
     /// Reports the result of an earlier action. Completions that do not match the action the
     /// port waits for (stale after AT+RST, wrong handle) are ignored, except `SntpSynced`.
     pub fn complete(&mut self, completion: Completion) {
+        if self.orphan.is_some() && self.settle_orphan(&completion) {
+            return;
+        }
         match completion {
             Completion::SntpSynced => {
                 if self.st.sntp.awaiting_sync {
@@ -142,6 +241,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Applies the completion of a command whose host has left, if it is that one's: the
+    /// links change as the command decided, and nothing is printed.
+    fn settle_orphan(&mut self, completion: &Completion) -> bool {
+        let link = match (&self.orphan, completion) {
+            (Some(Pending::Open(l)), Completion::Open { link, ok }) if l == link => (!ok).then_some(*link),
+            (Some(Pending::Close(l)), Completion::Close { link }) if l == link => Some(*link),
+            (Some(Pending::Send { link: l, .. }), Completion::Send { link, .. }) if l == link => None,
+            (Some(Pending::Time { .. }), Completion::Time { .. }) => None,
+            _ => return false,
+        };
+        self.orphan = None;
+        if let Some(link) = link.filter(|l| self.st.links.is_live(*l)) {
+            self.st.links.clean(link.id);
+        }
+        true
     }
 
     /// A running link's event: prints its URC at once and updates the state mirror. Events whose
@@ -249,6 +365,11 @@ impl Engine {
                 }
                 let line = scan.line?;
                 let rest = scan.rest;
+                if self.faults.busy {
+                    self.st.err_code(code::PROCESSING);
+                    self.st.emit(output::BUSY);
+                    return (!rest.is_empty()).then(|| bytes.len() - rest.len());
+                }
                 match parser::parse(&line) {
                     Err(e) => {
                         self.st.err_code(e.code());
@@ -290,6 +411,10 @@ impl Engine {
             self.finish(ResultCode::Error);
             return;
         };
+        if self.faults.take_failure(cmd.name) {
+            self.finish(ResultCode::Error);
+            return;
+        }
         let empty = Params::default();
         let (handler, params) = match &kind {
             Kind::Execute => (cmd.exec, &empty),

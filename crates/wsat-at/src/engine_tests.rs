@@ -417,3 +417,110 @@ fn sntp_synced_prints_time_updated_once() {
     t.e.complete(Completion::SntpSynced);
     assert_eq!(t.out(), esc(b"+TIME_UPDATED\r\n"));
 }
+
+#[test]
+fn a_new_host_finds_the_port_as_after_boot() {
+    let mut t = T::new();
+    let link = t.open(0);
+    // The old host: echo off, then leaves inside an AT+WSSEND payload.
+    t.io(b"ATE0\r\n");
+    assert_eq!(t.io(b"AT+WSSEND=0,6\r\n"), esc(b"\r\nOK\r\n\r\n>"));
+    t.io(b"abc");
+    t.e.attach();
+    assert_eq!(t.out(), esc(b"\r\nready\r\n"));
+    // Echo is on, the line is empty, and the payload is gone: nothing is sent.
+    assert_eq!(t.io(b"AT\r\n"), esc(b"AT\r\n\r\nOK\r\n"));
+    assert!(t.action().is_none(), "the discarded payload must not be sent");
+    // The link survived.
+    assert_eq!(t.e.link_status(0), Some(LinkStatus::Connected));
+    // A half line of the old host is gone too.
+    t.io(b"AT+GM");
+    t.e.attach();
+    t.out();
+    assert_eq!(t.io(b"AT\r\n"), esc(b"AT\r\n\r\nOK\r\n"));
+    let _ = link;
+}
+
+#[test]
+fn a_command_running_when_the_host_left_finishes_silently() {
+    let mut t = T::new();
+    t.io(b"AT+WSOPEN=1,\"ws://h:1/p\"\r\n");
+    let Some(Action::Open { link, .. }) = t.action() else {
+        panic!("expected Open");
+    };
+    t.out();
+    t.e.attach();
+    assert_eq!(t.out(), esc(b"\r\nready\r\n"));
+    // The new host is served at once, not with busy p...
+    assert_eq!(t.io(b"AT\r\n"), esc(b"AT\r\n\r\nOK\r\n"));
+    // The open fails later: no ERROR for the new host, and the slot is free again.
+    t.e.complete(Completion::Open { link, ok: false });
+    assert_eq!(t.out(), "");
+    assert_eq!(t.e.link_status(1), None);
+}
+
+#[test]
+fn a_brown_out_loses_everything_and_prints_only_the_banner() {
+    let mut t = T::new();
+    t.open(0);
+    t.io(b"ATE0\r\n");
+    t.e.power_cycle(false);
+    assert_eq!(t.out(), esc(b"\r\nready\r\n"));
+    assert!(matches!(t.action(), Some(Action::CloseAll)));
+    assert_eq!(t.e.link_status(0), None);
+    assert_eq!(t.io(b"AT\r\n"), esc(b"AT\r\n\r\nOK\r\n"));
+    t.e.power_cycle(true);
+    let out = t.out();
+    assert!(
+        out.len() > esc(b"\r\nready\r\n").len() && out.ends_with(&esc(b"\r\nready\r\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_busy_chip_answers_every_line_with_busy() {
+    let mut t = T::new();
+    t.e.set_busy(true);
+    assert_eq!(
+        t.io(b"AT\r\nAT+GMR\r\n"),
+        esc(b"AT\r\n\r\nbusy p...\r\nAT+GMR\r\n\r\nbusy p...\r\n")
+    );
+    t.io(b"AT+SYSLOG=1\r\n");
+    t.e.set_busy(false);
+    assert_eq!(t.io(b"AT\r\n"), esc(b"AT\r\n\r\nOK\r\n"));
+}
+
+#[test]
+fn forced_failures_answer_error_the_given_number_of_times() {
+    let mut t = T::new();
+    t.e.fail_next("AT+WSOPEN", 2).expect("a known command");
+    assert!(t.e.fail_next("AT+NOPE", 1).is_err());
+    assert_eq!(t.e.forced_failures(), vec![("AT+WSOPEN".to_owned(), 2)]);
+    for _ in 0..2 {
+        assert_eq!(
+            t.io(b"AT+WSOPEN=0,\"ws://h:1/\"\r\n"),
+            esc(b"AT+WSOPEN=0,\"ws://h:1/\"\r\n\r\nERROR\r\n")
+        );
+        assert!(t.action().is_none());
+    }
+    t.io(b"AT+WSOPEN=0,\"ws://h:1/\"\r\n");
+    assert!(matches!(t.action(), Some(Action::Open { .. })));
+}
+
+#[test]
+fn wifi_down_and_up_print_the_firmware_urcs() {
+    let mut t = T::new();
+    t.io(b"AT+CWJAP=\"ap\",\"pw\"\r\n");
+    t.e.set_wifi(false);
+    assert_eq!(t.out(), esc(b"WIFI DISCONNECT\r\n"));
+    t.e.set_wifi(false);
+    assert_eq!(t.out(), "");
+    assert_eq!(t.io(b"AT+CWJAP?\r\n"), esc(b"AT+CWJAP?\r\nNo AP\r\n\r\nOK\r\n"));
+    assert_eq!(
+        t.io(b"AT+CWJAP=\"ap\",\"pw\"\r\n"),
+        esc(b"AT+CWJAP=\"ap\",\"pw\"\r\n+CWJAP:3\r\n\r\nERROR\r\n")
+    );
+    t.e.set_wifi(true);
+    assert_eq!(t.out(), esc(b"WIFI CONNECTED\r\nWIFI GOT IP\r\n"));
+    assert!(t.io(b"AT+CWJAP?\r\n").contains("+CWJAP:\\\"ap\\\""));
+}

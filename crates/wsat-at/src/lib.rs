@@ -33,6 +33,7 @@
 mod asctime;
 mod commands;
 mod engine;
+mod faults;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -51,6 +52,7 @@ mod testutil;
 pub use commands::system::BUILD_STAMP;
 pub use commands::ws::MAX_HEADER_BYTES;
 pub use engine::Engine;
+pub use faults::UnknownCommand;
 pub use types::{
     Action, Completion, EngineConfig, Firmware, LinkConfig, LinkEvent, LinkHandle, LinkStatus, OpenRequest, Pki,
     PortState,

@@ -13,6 +13,10 @@ pub(crate) const PROMPT: &[u8] = b"\r\nOK\r\n\r\n>";
 pub(crate) const BUSY: &[u8] = b"\r\nbusy p...\r\n";
 /// Boot banner.
 pub(crate) const READY: &[u8] = b"\r\nready\r\n";
+/// What a boot ROM's messages look like on a line read at another baud rate (the ESP32's
+/// ROM prints at 74880 baud): printed before the banner by a brown-out with noise.
+pub(crate) const BOOT_NOISE: &[u8] =
+    b"\x00\xe0\x1c\x8c\xf2n\x9c\xe2\x0c\x0cr\x8c\xec\x12\x8c\x9c\x80\xfc\x00l\x9c\x8c\xe2\x0c\xff";
 /// Printed when a busy chunk contains `AT+RST\r\n`.
 pub(crate) const FORCE_RESTART: &[u8] = b"\r\nWill force to restart!!!\r\n";
 

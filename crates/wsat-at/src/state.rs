@@ -41,6 +41,9 @@ pub(crate) struct State {
     pub cwmode: i32,
     /// SSID of the last successful AT+CWJAP.
     pub wifi_ssid: Option<Vec<u8>>,
+    /// The access point is reachable (default); a fault turns it off. Survives AT+RST: a
+    /// reboot does not bring the network back.
+    pub wifi_up: bool,
     /// AT+CIPSNTPCFG.
     pub sntp: Sntp,
     /// AT+WSHEAD list, newest first, as raw (key, value).
@@ -65,6 +68,7 @@ impl State {
             sysmsg: 0,
             cwmode: 1,
             wifi_ssid: None,
+            wifi_up: true,
             sntp: Sntp::default(),
             headers: Vec::new(),
             links: Links::new(config.links),

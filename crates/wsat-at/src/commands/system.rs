@@ -142,22 +142,24 @@ fn set_cwmode(st: &mut State, p: &Params) -> Outcome {
     ok()
 }
 
-/// Joined: a plausible v5 `+CWJAP:` line (fixed BSSID/channel/RSSI); never joined: `No AP`.
+/// Joined: a plausible v5 `+CWJAP:` line (fixed BSSID/channel/RSSI); never joined, or the
+/// access point gone (a Wi-Fi fault): `No AP`.
 fn query_cwjap(st: &mut State, _: &Params) -> Outcome {
     let line = match &st.wifi_ssid {
-        Some(ssid) => {
+        Some(ssid) if st.wifi_up => {
             let mut l = b"+CWJAP:\"".to_vec();
             l.extend_from_slice(ssid);
             l.extend_from_slice(b"\",\"00:00:00:00:00:00\",1,-40,0,1,3,0,1\r\n");
             l
         }
-        None => b"No AP\r\n".to_vec(),
+        _ => b"No AP\r\n".to_vec(),
     };
     st.emit(line);
     ok()
 }
 
-/// Always succeeds (the host network is already up): the firmware's success URCs, then OK.
+/// Succeeds at once (the host network is already up): the firmware's success URCs, then
+/// OK; while a Wi-Fi fault holds the access point down, `+CWJAP:3` (no AP found) and ERROR.
 fn set_cwjap(st: &mut State, p: &Params) -> Outcome {
     if st.cwmode != 1 && st.cwmode != 3 {
         return error();
@@ -170,6 +172,10 @@ fn set_cwjap(st: &mut State, p: &Params) -> Outcome {
         return error();
     }
     if p.count() > 11 {
+        return error();
+    }
+    if !st.wifi_up {
+        st.emit(&b"+CWJAP:3\r\n"[..]);
         return error();
     }
     if st.wifi_ssid.is_some() {
