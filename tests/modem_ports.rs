@@ -282,27 +282,36 @@ fn read_file(path: &Path) -> Vec<u8> {
 }
 
 #[test]
-fn the_data_prompt_survives_the_at_client_reconnecting() {
+fn a_new_at_client_finds_the_port_as_after_boot() {
     let server = EchoPeer::ws();
     let modem = modem_tcp(FAST);
+
+    // Left in data mode, after ATE0: the payload so far is discarded, never sent.
     let mut at = modem.connect();
     at.open(0, &server.uri());
-    at.at("AT+WSSEND=0,4", PROMPT);
-    at.send("te");
+    at.at("ATE0", OK);
+    at.send("AT+WSSEND=0,6\r\n");
+    at.expect(PROMPT);
+    at.send("abc");
     at.expect_silence(Duration::from_millis(200));
     drop(at);
-
-    // FIRMWARE.md §1.7: no timeout in data mode; the new client gets the banner, then finishes the payload.
     let mut at = modem.connect();
+    // Echo is on again, and AT is a command, not the rest of the payload ("abcAT\r").
+    at.at("AT", OK);
     at.expect_silence(Duration::from_millis(300));
-    at.send("st");
-    at.expect_any_order(&[SEND_OK, b"+WS_DATA:0,4,test\r\n"]);
+    // The link survived and carries the next payload whole.
+    at.send_and_echo(0, b"whole");
+
+    // Left mid-line: the next client's line starts empty.
+    at.send("AT+GM");
+    drop(at);
+    let mut at = modem.connect();
     at.at("AT", OK);
     at.at("AT+WSCLOSE=0", OK);
 }
 
 #[test]
-fn links_survive_the_at_client_reconnecting() {
+fn a_new_at_client_takes_the_port_over_and_links_survive() {
     let server = EchoPeer::ws();
     let modem = modem_tcp(FAST);
     let mut at = modem.connect();
@@ -311,21 +320,19 @@ fn links_survive_the_at_client_reconnecting() {
     at.expect(OK);
     at.open(1, &server.uri());
 
-    // A second client while one is attached is turned away without a banner.
-    let mut second = modem.connect_raw();
-    assert!(second.closed_within(STEP), "a second AT client was not refused");
-    assert!(
-        second.received.is_empty(),
-        "the refused client got {:?}",
-        second.received.escape_ascii().to_string()
-    );
-    at.at("AT", OK);
-    drop(at);
+    // A second client while one is attached takes the port over at once, like a new
+    // cable: it gets the banner and the first connection is closed.
+    let mut second = modem.connect();
+    assert!(at.closed_within(STEP), "the first AT client was not closed");
+    second.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(1, 2, &server.uri())));
+    second.at("AT+WSHEAD?", b"+WSHEAD:0,\"X-A: b\"\r\n\r\nOK\r\n");
+    second.send_and_echo(1, b"after takeover");
 
+    // A client that says nothing does not keep the port from the next one.
+    let idle = modem.connect();
+    assert!(second.closed_within(STEP), "the second AT client was not closed");
+    drop(idle);
     let mut at = modem.connect();
-    at.at("AT+WSOPEN?", format!("{}\r\nOK\r\n", wsopen_line(1, 2, &server.uri())));
-    at.at("AT+WSHEAD?", b"+WSHEAD:0,\"X-A: b\"\r\n\r\nOK\r\n");
-    at.send_and_echo(1, b"after reconnect");
     at.at("AT+WSCLOSE=1", OK);
 }
 

@@ -17,9 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use wsat::echo_server::EchoServer;
-use wsat::modem::link::LinkTiming;
+use wsat::modem::link::LinkProfile;
 use wsat::modem::{port, Modem, ModemOptions};
-use wsat_at::EngineConfig;
 use wsat_client::{Client, ClientConfig, Delivery, Event, OpCode, Reconnect};
 
 fn soak_duration() -> Duration {
@@ -181,17 +180,15 @@ async fn soak_through_the_modem_tcp_port_with_three_links() {
     server.spawn();
     let (tx, rx) = mpsc::unbounded_channel();
     let at_addr = port::tcp("127.0.0.1:0", tx).await.expect("AT port");
-    let timing = LinkTiming {
+    let link = LinkProfile {
         reconnect_delay: Duration::from_secs(1),
         open_error_delay: Duration::from_millis(100),
         network_timeout: Duration::from_secs(5),
+        ..LinkProfile::default()
     };
     let options = ModemOptions {
-        engine: EngineConfig::default(),
-        timing,
-        banner_per_attach: true,
-        exit_on_detach: false,
-        trace: None,
+        link,
+        ..ModemOptions::default()
     };
     tokio::spawn(Modem::new(options).run(rx, std::future::pending()));
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use wsat::echo_server::EchoServer;
-use wsat::modem::link::LinkTiming;
+use wsat::modem::link::LinkProfile;
 use wsat::modem::port::{PortEvent, PortWriter};
 use wsat::modem::{Modem, ModemOptions};
 use wsat::pki::DemoPki;
 use wsat::tls_server::server_config;
 use wsat_at::{EngineConfig, Pki};
+use wsat_client::ChunkPolicy;
 
 /// How long one answer may take.
 const ANSWER: Duration = Duration::from_secs(10);
@@ -40,20 +41,19 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         },
         ..EngineConfig::default()
     };
-    let timing = LinkTiming {
-        reconnect_delay: Duration::from_secs(15),
-        open_error_delay: Duration::from_secs(5),
-        network_timeout: Duration::from_secs(10),
-    };
     let (port_tx, port_rx) = mpsc::unbounded_channel();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let _ = port_tx.send(PortEvent::Attached(PortWriter::Channel(out_tx)));
     let options = ModemOptions {
         engine,
-        timing,
+        // Full chunks: the printed transcript is the same on every run.
+        link: LinkProfile {
+            chunking: ChunkPolicy::Full,
+            ..LinkProfile::default()
+        },
         banner_per_attach: false,
         exit_on_detach: true,
-        trace: None,
+        ..ModemOptions::default()
     };
     let modem = tokio::spawn(Modem::new(options).run(port_rx, std::future::pending()));
     let mut host = Host {

@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,21 +25,41 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wsat_at::{Completion, LinkEvent, LinkHandle, OpenRequest};
 use wsat_client::{
-    Client, ClientConfig, ClientError, Delivery, Event, Events, LinkState, OpCode, Reconnect, Verification,
+    ChunkPolicy, Client, ClientConfig, ClientError, Delivery, Event, Events, LinkState, OpCode, Reconnect, Verification,
 };
 use wsat_proto::handshake::ESP_USER_AGENT;
 
+use super::radio::Radio;
 use super::secrets::Secrets;
 
-/// Timing of the firmware that is not part of any AT parameter.
+/// What the firmware's links do that no AT parameter sets: its timing and how it cuts
+/// received frames into `+WS_DATA` chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkTiming {
+pub struct LinkProfile {
     /// Delay between a disconnect and the next connect attempt (firmware: 10–15 s).
     pub reconnect_delay: Duration,
     /// Delay between `+WS_DISCONNECTED` and the `ERROR` of a failed AT+WSOPEN (firmware: ≈5 s).
     pub open_error_delay: Duration,
     /// Bound on each network step (firmware: 10 s).
     pub network_timeout: Duration,
+    /// How received frames are cut into `+WS_DATA` chunks: [`ChunkPolicy::Eager`] is the
+    /// chip's (each chunk is what one read returned, at most `buffer_size`),
+    /// [`ChunkPolicy::Full`] gives reproducible `min(remaining, buffer_size)` cuts. Either
+    /// way every byte read is reported, before `+WS_DISCONNECTED` at the latest.
+    pub chunking: ChunkPolicy,
+}
+
+impl Default for LinkProfile {
+    /// The firmware's: reconnect after 15 s, a failed open's ERROR after 5 s, 10 s per
+    /// network step, the chip's chunking.
+    fn default() -> Self {
+        LinkProfile {
+            reconnect_delay: Duration::from_secs(15),
+            open_error_delay: Duration::from_secs(5),
+            network_timeout: Duration::from_secs(10),
+            chunking: ChunkPolicy::Eager,
+        }
+    }
 }
 
 /// What a link reports to the modem loop.
@@ -62,10 +83,12 @@ pub enum LinkCmd {
     },
     /// AT+WSCLOSE: drop without a close frame.
     Close,
+    /// A fault: the TCP connection is lost (`+WS_DISCONNECTED`, then the usual reconnect).
+    Drop,
 }
 
 /// The client configuration the firmware would use for `request`.
-pub fn client_config(request: &OpenRequest, timing: &LinkTiming) -> ClientConfig {
+pub fn client_config(request: &OpenRequest, profile: &LinkProfile) -> ClientConfig {
     let cfg = &request.config;
     let mut c = ClientConfig::new(&request.uri);
     c.user_agent = Some(ESP_USER_AGENT.to_owned());
@@ -75,13 +98,14 @@ pub fn client_config(request: &OpenRequest, timing: &LinkTiming) -> ClientConfig
     c.headers = request.headers.clone();
     c.buffer_size = cfg.buffer_size.max(1);
     c.delivery = Delivery::Chunks;
+    c.chunk_policy = profile.chunking;
     c.strict = false;
     c.echo_close_code = false;
     c.ping_interval = Some(Duration::from_secs(u64::from(cfg.ping_interval_s)));
     c.pong_timeout = Some(Duration::from_secs(u64::from(cfg.pong_timeout_s)));
     c.ping_resets_on_receive = true;
-    c.network_timeout = timing.network_timeout;
-    c.reconnect = Reconnect::Fixed(timing.reconnect_delay);
+    c.network_timeout = profile.network_timeout;
+    c.reconnect = Reconnect::Fixed(profile.reconnect_delay);
     c.close_timeout = Duration::from_secs(1);
     c.close_linger = Duration::from_secs(1);
     // The firmware's client (esp_websocket_client 1.2.x) follows no redirects and keeps the
@@ -109,7 +133,8 @@ pub fn client_config(request: &OpenRequest, timing: &LinkTiming) -> ClientConfig
 pub async fn run(
     link: LinkHandle,
     request: OpenRequest,
-    timing: LinkTiming,
+    profile: LinkProfile,
+    radio: Radio,
     up: mpsc::Sender<LinkMsg>,
     mut commands: mpsc::UnboundedReceiver<LinkCmd>,
 ) {
@@ -121,7 +146,9 @@ pub async fn run(
             let _ = up.send(msg).await;
         }
     };
-    let config = client_config(&request, &timing);
+    let mut config = client_config(&request, &profile);
+    // Connects go through the modem's Wi-Fi, which a fault can take down.
+    config.connector = Some(Arc::new(radio));
     // ClientConfig's Debug hides credentials too; the link's own list, as the --trace file
     // uses it, also catches every other occurrence (a password repeated in the query), a
     // URI the client cannot parse and error messages (tests/log_redaction.rs).
@@ -136,7 +163,7 @@ pub async fn run(
             return;
         }
     };
-    if !open(link, &request, &timing, &mut events, &report).await {
+    if !open(link, &request, &profile, &mut events, &report).await {
         client.stop(Duration::from_secs(1)).await;
         report(LinkMsg::Done(Completion::Open { link, ok: false })).await;
         return;
@@ -189,6 +216,7 @@ pub async fn run(
                 Some(LinkCmd::Send { opcode, fin, payload, timeout_ms }) => {
                     sending = Some(Box::pin(send(client.clone(), opcode, fin, payload, timeout_ms)));
                 }
+                Some(LinkCmd::Drop) => client.abort().await,
                 Some(LinkCmd::Close) => {
                     client.stop(Duration::from_secs(2)).await;
                     report(LinkMsg::Done(Completion::Close { link })).await;
@@ -237,7 +265,7 @@ async fn forward_until_disconnected<R: Future<Output = ()>>(
 async fn open<R>(
     link: LinkHandle,
     request: &OpenRequest,
-    timing: &LinkTiming,
+    profile: &LinkProfile,
     events: &mut Events,
     report: &impl Fn(LinkMsg) -> R,
 ) -> bool
@@ -247,7 +275,7 @@ where
     let deadline = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
     // After the deadline, the attempt in progress still runs to its end (bounded by the
     // network timeout), as the firmware's cleanup waits for it.
-    let last_chance = deadline + timing.network_timeout * 3 + Duration::from_secs(1);
+    let last_chance = deadline + profile.network_timeout * 3 + Duration::from_secs(1);
     let mut timed_out = false;
     loop {
         let until = if timed_out { last_chance } else { deadline };
@@ -261,7 +289,7 @@ where
             }
             Ok(Some(Event::Disconnected(_))) => {
                 report(LinkMsg::Event(link, LinkEvent::Disconnected)).await;
-                tokio::time::sleep(timing.open_error_delay).await;
+                tokio::time::sleep(profile.open_error_delay).await;
                 return false;
             }
             Ok(Some(Event::Finish)) | Ok(None) => return false,

@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Most bytes one read from the port takes (one [`PortEvent::Data`]).
 pub const READ_CHUNK: usize = 4096;
@@ -117,8 +116,8 @@ pub enum PortEvent {
 /// Where the modem's bytes go.
 #[derive(Debug)]
 pub enum PortWriter {
-    /// A TCP client.
-    Tcp(OwnedWriteHalf),
+    /// A byte stream: a TCP client, or an in-process host's end of a duplex pipe.
+    Stream(StreamWriter),
     /// A writer thread (stdio, pty, serial). Bounded in bytes: a slow port (a UART at
     /// 115200 baud) holds the modem loop back, and through it the links' reads, as on the chip.
     Thread(ThreadWriter),
@@ -127,14 +126,46 @@ pub enum PortWriter {
 }
 
 impl PortWriter {
-    /// Writes one piece with one write (URCs stay whole).
-    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes some of `bytes`, returning how many were taken. Cancel-safe: when the future
+    /// is dropped before it completes, nothing was taken, so the modem loop can wait for a
+    /// host that does not read and still serve everything else.
+    pub async fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self {
-            PortWriter::Tcp(w) => w.write_all(bytes).await,
-            PortWriter::Thread(w) => w.write(bytes).await,
+            PortWriter::Stream(w) => w.write_some(bytes).await,
+            PortWriter::Thread(w) => w.write_some(bytes).await,
             PortWriter::Channel(tx) => tx
                 .send(bytes.to_vec())
+                .map(|()| bytes.len())
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "port reader gone")),
+        }
+    }
+}
+
+/// The writing half of a stream host, and the signal that another host took the port over.
+pub struct StreamWriter {
+    io: Box<dyn AsyncWrite + Send + Unpin>,
+    replaced: Arc<Notify>,
+}
+
+impl std::fmt::Debug for StreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter").finish_non_exhaustive()
+    }
+}
+
+impl StreamWriter {
+    /// One write; fails at once (and from then on) once the host was replaced, even while a
+    /// host that does not read has the write waiting.
+    async fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let replaced = || io::Error::new(io::ErrorKind::ConnectionAborted, "another AT client took the port");
+        tokio::select! {
+            biased;
+            () = self.replaced.notified() => {
+                // Stays failed: the permit is put back for the next write.
+                self.replaced.notify_one();
+                Err(replaced())
+            }
+            written = self.io.write(bytes) => written,
         }
     }
 }
@@ -148,14 +179,17 @@ pub struct ThreadWriter {
 }
 
 impl ThreadWriter {
-    /// Hands one piece to the thread once the budget has room for it. The queue is bounded
-    /// by the budget (every piece holds at least one byte of it); a piece larger than the
-    /// whole budget waits until the thread has written everything before it.
-    async fn write(&self, bytes: &[u8]) -> io::Result<()> {
+    /// Hands (up to the whole budget of) `bytes` to the thread once the budget has room for
+    /// it. The queue is bounded by the budget (every piece holds at least one byte of it).
+    async fn write_some(&self, bytes: &[u8]) -> io::Result<usize> {
         let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "port writer gone");
-        let cost = u32::try_from(bytes.len().clamp(1, WRITER_BUDGET)).unwrap_or(u32::MAX);
+        let taken = bytes.len().min(WRITER_BUDGET);
+        let cost = u32::try_from(taken.max(1)).unwrap_or(u32::MAX);
         let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| gone())?;
-        self.pieces.send((bytes.to_vec(), permit)).map_err(|_| gone())
+        self.pieces
+            .send((bytes[..taken].to_vec(), permit))
+            .map_err(|_| gone())?;
+        Ok(taken)
     }
 }
 
@@ -245,53 +279,104 @@ pub fn stdio(events: impl Into<PortSender>) {
     spawn_threads(io::stdin(), io::stdout(), events.into(), false);
 }
 
-/// Listens on `addr`, one AT client at a time: a second client is refused while one is
-/// attached. Every accepted client is announced with [`PortEvent::Attached`].
+/// Listens on `addr`, one AT client at a time. A new client takes the port over at once,
+/// like a new cable plugged in: the previous connection is closed (and logged), its unread
+/// input and unwritten output are dropped. Every accepted client is announced with
+/// [`PortEvent::Attached`].
 pub async fn tcp(addr: &str, events: impl Into<PortSender>) -> io::Result<std::net::SocketAddr> {
     let events = events.into();
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
-        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut current: Option<(std::net::SocketAddr, Host)> = None;
         loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                continue;
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!("AT port accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
-            if busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                tracing::warn!(%peer, "refusing a second AT client");
-                drop(tcp);
-                continue;
+            if let Some((old, host)) = current.take() {
+                tracing::info!(%old, new = %peer, "a new AT client takes the port over; closing the old one");
+                host.close().await;
             }
             tracing::info!(%peer, "AT client attached");
             let _ = tcp.set_nodelay(true);
-            let (mut rd, wr) = tcp.into_split();
-            if !events.send(PortEvent::Attached(PortWriter::Tcp(wr))).await {
-                return;
+            let (rd, wr) = tcp.into_split();
+            match attach(rd, wr, &events, peer.to_string()).await {
+                Some(host) => current = Some((peer, host)),
+                None => return,
             }
-            let events = events.clone();
-            let busy = busy.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = vec![0u8; READ_CHUNK];
-                loop {
-                    match rd.read(&mut buf).await {
-                        // Waits while the modem loop is behind: the client's bytes stay in
-                        // the socket and TCP stops it.
-                        Ok(n) if n > 0 => {
-                            if !events.send(PortEvent::Data(buf[..n].to_vec())).await {
-                                return;
-                            }
-                        }
-                        _ => break,
-                    }
-                }
-                tracing::info!(%peer, "AT client detached");
-                busy.store(false, std::sync::atomic::Ordering::Release);
-                events.send(PortEvent::Detached).await;
-            });
         }
     });
     Ok(local)
+}
+
+/// Serves one in-process host on its end of a byte stream (e.g. `tokio::io::duplex`): the
+/// in-process modem's port, with the same bounds as a TCP client's.
+pub async fn stream<S>(io: S, events: impl Into<PortSender>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(io);
+    match attach(rd, wr, &events.into(), "in-process host".to_owned()).await {
+        Some(_) => Ok(()),
+        None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the modem is gone")),
+    }
+}
+
+/// A stream host being served: its reader task and the signal that ends its writer.
+struct Host {
+    reader: tokio::task::JoinHandle<()>,
+    replaced: Arc<Notify>,
+}
+
+impl Host {
+    /// Ends the host: its reader delivers nothing more (not even `Detached`, which would
+    /// detach the next host), and the modem's writes to it fail at once.
+    async fn close(self) {
+        self.reader.abort();
+        let _ = self.reader.await;
+        self.replaced.notify_one();
+    }
+}
+
+/// Announces a stream host and starts reading it; `None` once the modem loop is gone.
+async fn attach<R, W>(mut rd: R, wr: W, events: &PortSender, peer: String) -> Option<Host>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let replaced = Arc::new(Notify::new());
+    let writer = StreamWriter {
+        io: Box::new(wr),
+        replaced: replaced.clone(),
+    };
+    if !events.send(PortEvent::Attached(PortWriter::Stream(writer))).await {
+        return None;
+    }
+    let events = events.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match rd.read(&mut buf).await {
+                // Waits while the modem loop is behind: the client's bytes stay in the
+                // socket and TCP stops it.
+                Ok(n) if n > 0 => {
+                    if !events.send(PortEvent::Data(buf[..n].to_vec())).await {
+                        return;
+                    }
+                }
+                _ => break,
+            }
+        }
+        tracing::info!(%peer, "AT client detached");
+        events.send(PortEvent::Detached).await;
+    });
+    Some(Host { reader, replaced })
 }
 
 /// A pseudo-terminal in raw mode whose other side a host program opens by path.

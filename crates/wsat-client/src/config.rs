@@ -2,7 +2,12 @@
 //! what its users ask for (whole messages, backoff, redirects, strictness).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::net::TcpStream;
 
 use wsat_proto::handshake::{basic_auth, HandshakeRequest};
 use wsat_proto::uri::{UriError, WsUri};
@@ -179,6 +184,21 @@ pub struct ClientConfig {
     /// `event_capacity` applies, for at most `close_timeout`: `Client::close` waits for the
     /// handshake, and the server's close frame must not wait behind unread messages.
     pub max_event_bytes: usize,
+    /// Opens the TCP connections (name lookup and connect); `None` is the host's own
+    /// network. The hook for a network that is not simply the host's: `wsat modem`'s
+    /// simulated Wi-Fi outage, a tunnel.
+    pub connector: Option<Arc<dyn Connector>>,
+}
+
+/// A TCP connection on its way: what a [`Connector`] returns.
+pub type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+/// Opens the TCP connection to `host:port` for a connection attempt (see
+/// [`ClientConfig::connector`]). The client bounds it with its network timeout and sets
+/// `TCP_NODELAY` and keep-alive on the stream it gets.
+pub trait Connector: Send + Sync + 'static {
+    /// Starts connecting to `host` (a name or an IP literal) on `port`.
+    fn connect(&self, host: &str, port: u16) -> Connecting;
 }
 
 /// Shown instead of a secret in `Debug` output.
@@ -234,6 +254,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_write_buffer", &self.max_write_buffer)
             .field("event_capacity", &self.event_capacity)
             .field("max_event_bytes", &self.max_event_bytes)
+            .field("connector", &self.connector.as_ref().map(|_| "custom"))
             .finish()
     }
 }
@@ -274,6 +295,7 @@ impl ClientConfig {
             max_write_buffer: 256 * 1024,
             event_capacity: 64,
             max_event_bytes: 4 << 20,
+            connector: None,
         }
     }
 

@@ -46,7 +46,7 @@ mod transport;
 mod upgrade;
 
 pub use client::{Client, Events, StopOutcome};
-pub use config::{ClientConfig, Delivery, Reconnect, Target, TcpKeepalive};
+pub use config::{ClientConfig, Connecting, Connector, Delivery, Reconnect, Target, TcpKeepalive};
 pub use error::ClientError;
 pub use event::{Connected, DisconnectReason, Event, LinkState};
 pub use tls::{TlsConfig, Verification};

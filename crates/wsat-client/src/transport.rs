@@ -30,8 +30,12 @@ pub async fn connect(
     config: &ClientConfig,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<Stream, ClientError> {
-    let addr = (target.uri.host.as_str(), target.uri.port_or_default());
-    let tcp = timeout(config.network_timeout, TcpStream::connect(addr))
+    let (host, port) = (target.uri.host.as_str(), target.uri.port_or_default());
+    let connecting = match &config.connector {
+        Some(connector) => connector.connect(host, port),
+        None => Box::pin(TcpStream::connect((host.to_owned(), port))),
+    };
+    let tcp = timeout(config.network_timeout, connecting)
         .await
         .map_err(|_| ClientError::Timeout("TCP connect"))?
         .map_err(|e| ClientError::io("TCP connect", e))?;

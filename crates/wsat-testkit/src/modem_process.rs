@@ -265,9 +265,9 @@ impl Modem {
         }
     }
 
-    /// A new TCP AT client; asserts that the first bytes are the boot banner `\r\nready\r\n`.
-    /// Retries while the previous client is still being detached (the modem refuses a second
-    /// client by closing it without a banner).
+    /// A new TCP AT client, which takes the port over from any other; asserts that the first
+    /// bytes are the boot banner `\r\nready\r\n` (within [`STEP`], retrying a connection
+    /// that stays silent or is closed).
     pub fn connect(&self) -> AtClient {
         let deadline = Instant::now() + STEP;
         loop {
@@ -277,7 +277,7 @@ impl Modem {
                     client.expect(READY);
                     return client;
                 }
-                // Refused (closed at once) or nothing yet: the old client is still attached.
+                // Closed or silent: a modem that is still starting, or was just taken over.
                 _ if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
                 _ => self.fail("no AT client was accepted (no \\r\\nready\\r\\n banner) within 5 s"),
             }

@@ -1,0 +1,196 @@
+//! Faults on demand: the `--control` TCP port (one command per line, answered `ok`,
+//! `error: <why>` or a status line) and the `--faults` schedule (`@<ms> <command>`).
+//! Both go through a [`ModemHandle`], as a Rust test's calls do.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::faults::{parse, Request};
+use super::ModemHandle;
+
+/// Longest control line; a longer one is answered with an error and the connection closed.
+const MAX_LINE: usize = 1024;
+
+/// Control connections served at once; more are refused.
+const MAX_CLIENTS: usize = 8;
+
+/// Listens for control connections on `addr` (a bare port binds to loopback only: the
+/// port can reset the modem and drop its links).
+pub async fn serve(addr: &str, modem: ModemHandle) -> io::Result<SocketAddr> {
+    let addr = match addr.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => addr.to_owned(),
+    };
+    let listener = TcpListener::bind(&addr).await?;
+    let local = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("control port accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "refusing a control connection: {MAX_CLIENTS} are open");
+                continue;
+            };
+            let modem = modem.clone();
+            tokio::spawn(async move {
+                tracing::info!(%peer, "control client attached");
+                if let Err(e) = session(tcp, &modem).await {
+                    tracing::info!(%peer, "control client: {e}");
+                }
+                drop(slot);
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// Answers one control connection's lines until it closes.
+async fn session(tcp: TcpStream, modem: &ModemHandle) -> io::Result<()> {
+    let (rd, mut wr) = tcp.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut rd).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
+            wr.write_all(format!("error: line longer than {MAX_LINE} bytes\n").as_bytes())
+                .await?;
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let answer = answer(modem, text.trim()).await;
+        wr.write_all(answer.as_bytes()).await?;
+        wr.write_all(b"\n").await?;
+    }
+}
+
+/// The answer to one control line: `ok`, `error: <why>`, or the status JSON.
+pub async fn answer(modem: &ModemHandle, line: &str) -> String {
+    let request = match parse(line) {
+        Ok(request) => request,
+        Err(e) => return format!("error: {e}"),
+    };
+    match modem.request(request).await {
+        Ok(Some(status)) => status.to_json(),
+        Ok(None) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// A `--faults` file: control lines on a schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// (milliseconds after start, the request, the line as written), in file order.
+    entries: Vec<(Duration, Request, String)>,
+}
+
+impl Schedule {
+    /// Reads a schedule: one `@<ms> <command>` per line; blank lines and `#` comments are
+    /// skipped. Every line is checked now, so a typo fails at start, not mid-test.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for (number, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at_line = |why: String| format!("line {}: {why}: {raw}", number + 1);
+            let Some(rest) = line.strip_prefix('@') else {
+                return Err(at_line("expected @<ms> <command>".to_owned()));
+            };
+            let (ms, command) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| at_line(format!("not a number of milliseconds: {ms}")))?;
+            let request = parse(command).map_err(|e| at_line(e.to_string()))?;
+            entries.push((Duration::from_millis(ms), request, command.trim().to_owned()));
+        }
+        Ok(Schedule { entries })
+    }
+
+    /// Reads a schedule file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Runs the schedule against `modem`, from now; each answer is logged.
+    pub fn spawn(self, modem: ModemHandle) {
+        let start = Instant::now();
+        tokio::spawn(async move {
+            for (at, request, line) in self.entries {
+                tokio::time::sleep_until(start + at).await;
+                let answer = match modem.request(request).await {
+                    Ok(Some(status)) => status.to_json(),
+                    Ok(None) => "ok".to_owned(),
+                    Err(e) => format!("error: {e}"),
+                };
+                tracing::info!("faults @{} {line}: {answer}", at.as_millis());
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modem::faults::Fault;
+
+    #[test]
+    fn a_schedule_reads_times_commands_and_comments() {
+        let schedule = Schedule::parse(
+            "# a driver's bad day\n\n@500 wifi off   # the AP reboots\n@2500 wifi on\n@3000 fail AT+WSOPEN 1\n",
+        )
+        .expect("valid");
+        let got: Vec<_> = schedule
+            .entries
+            .iter()
+            .map(|(at, r, _)| (at.as_millis(), r.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (500, Request::Fault(Fault::Wifi { up: false })),
+                (2500, Request::Fault(Fault::Wifi { up: true })),
+                (
+                    3000,
+                    Request::Fault(Fault::Fail {
+                        command: "AT+WSOPEN".into(),
+                        count: 1
+                    })
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_schedule_line_is_named() {
+        let err = Schedule::parse("@100 wifi on\n@x wifi off\n").expect_err("bad time");
+        assert!(err.starts_with("line 2: not a number"), "{err}");
+        let err = Schedule::parse("wifi off\n").expect_err("no time");
+        assert!(err.contains("expected @<ms>"), "{err}");
+        let err = Schedule::parse("@5 explode\n").expect_err("bad command");
+        assert!(err.contains("line 1: unknown"), "{err}");
+    }
+}
