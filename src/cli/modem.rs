@@ -149,12 +149,7 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = &args.tcp {
         // The AT port carries credentials (AT+WSOPEN auth, AT+WSHEAD): never expose it
         // beyond this machine unless an address says so.
-        let addr = if addr.parse::<u16>().is_ok() {
-            format!("127.0.0.1:{addr}")
-        } else {
-            addr.clone()
-        };
-        let addr = &addr;
+        let addr = &port::bind_address(addr);
         let local = port::tcp(addr, tx)
             .await
             .with_context(|| format!("listening on {addr}"))?;

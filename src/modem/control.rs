@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::faults::{parse, Request};
+use super::port::{accept, bind_address};
 use super::ModemHandle;
 
 /// Longest control line; a longer one is answered with an error and the connection closed.
@@ -25,23 +26,12 @@ const MAX_CLIENTS: usize = 8;
 /// Listens for control connections on `addr` (a bare port binds to loopback only: the
 /// port can reset the modem and drop its links).
 pub async fn serve(addr: &str, modem: ModemHandle) -> io::Result<SocketAddr> {
-    let addr = match addr.parse::<u16>() {
-        Ok(port) => format!("127.0.0.1:{port}"),
-        Err(_) => addr.to_owned(),
-    };
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(bind_address(addr)).await?;
     let local = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("control port accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = accept(&listener, "control port").await;
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "refusing a control connection: {MAX_CLIENTS} are open");
                 continue;

@@ -290,15 +290,7 @@ pub async fn tcp(addr: &str, events: impl Into<PortSender>) -> io::Result<std::n
     tokio::spawn(async move {
         let mut current: Option<(std::net::SocketAddr, Host)> = None;
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, say: wait rather than spin.
-                    tracing::warn!("AT port accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = accept(&listener, "AT port").await;
             if let Some((old, host)) = current.take() {
                 tracing::info!(%old, new = %peer, "a new AT client takes the port over; closing the old one");
                 host.close().await;
@@ -313,6 +305,29 @@ pub async fn tcp(addr: &str, events: impl Into<PortSender>) -> io::Result<std::n
         }
     });
     Ok(local)
+}
+
+/// The address to bind for a user's `ADDR|PORT`: a bare port means loopback only (an AT or
+/// control port can carry credentials and reset the modem; exposing it takes an address).
+pub fn bind_address(addr: &str) -> String {
+    match addr.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => addr.to_owned(),
+    }
+}
+
+/// The next connection on `listener`; accept errors (out of descriptors, say) are logged
+/// and retried after a pause rather than in a spin.
+pub(crate) async fn accept(listener: &TcpListener, what: &str) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!("{what} accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Serves one in-process host on its end of a byte stream (e.g. `tokio::io::duplex`): the
