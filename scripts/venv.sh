@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or refresh <repo>/.venv with the pinned test peers of scripts/requirements-peers.txt
-# (websockets==12.0 for the seed examples' servers, kosoku==0.1.0 for Autobahn) and the pinned
-# tools of scripts/requirements-tools.txt (cargo-audit for scripts/audit.sh).
+# (websockets==12.0 for the seed examples' servers, kosoku==0.1.0 for Autobahn, pytest==8.3.5
+# for the Python driver example in examples/python) and the pinned tools of
+# scripts/requirements-tools.txt (cargo-audit for scripts/audit.sh).
 #
 # Idempotent and quick: a stamp file inside the venv records the SHA-256 of both requirements
 # files and the Python version; when all match, nothing is installed.

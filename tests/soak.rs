@@ -184,6 +184,8 @@ async fn soak_through_the_modem_tcp_port_with_three_links() {
         reconnect_delay: Duration::from_secs(1),
         open_error_delay: Duration::from_millis(100),
         network_timeout: Duration::from_secs(5),
+        // The soak checks exact min(remaining, buffer_size) cuts.
+        chunking: wsat::modem::ChunkPolicy::Full,
         ..LinkProfile::default()
     };
     let options = ModemOptions {

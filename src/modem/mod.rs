@@ -24,10 +24,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use wsat_at::{Action, Completion, Engine, EngineConfig, LinkHandle, LinkStatus};
+use wsat_at::{Action, Completion, Engine, LinkHandle};
 
-use faults::{Fault, FaultError, LinkSlot, Request, Status};
-use link::{LinkCmd, LinkMsg, LinkProfile};
+pub use faults::{Fault, FaultError, LinkSlot, Request, Status};
+pub use link::LinkProfile;
+pub use wsat_at::{EngineConfig, Firmware, LinkStatus, PortState};
+pub use wsat_client::ChunkPolicy;
+
+use link::{LinkCmd, LinkMsg};
 use port::{PortEvent, PortEvents, PortWriter};
 use radio::Radio;
 use trace::Trace;
@@ -379,9 +383,9 @@ impl Modem {
                 }
             }
             Fault::Reset { noise } => {
-                // What the UART held is lost with the chip's state.
+                // What the UART held is lost with the chip's state; the bench's own faults
+                // (a running `busy`, latency, noise, forced failures) stay.
                 self.wire.clear();
-                self.busy_until = None;
                 self.engine.power_cycle(noise);
             }
             Fault::Busy { duration } => {
