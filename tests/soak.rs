@@ -186,7 +186,6 @@ async fn soak_through_the_modem_tcp_port_with_three_links() {
         network_timeout: Duration::from_secs(5),
         // The soak checks exact min(remaining, buffer_size) cuts.
         chunking: wsat::modem::ChunkPolicy::Full,
-        ..LinkProfile::default()
     };
     let options = ModemOptions {
         link,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use wsat_client::{Client, ClientConfig, ClientError, Delivery, Event, OpCode, Reconnect, Verification};
+use wsat_client::{Client, ClientConfig, ClientError, Delivery, Event, OpCode, Proxy, Reconnect, Verification};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,6 +68,27 @@ pub struct ConnectArgs {
     /// Print received pings and pongs on stderr.
     #[arg(long)]
     show_ping_pong: bool,
+    /// Connect through a proxy: http://[user:pass@]host[:port] (HTTP CONNECT) or
+    /// socks5://[user:pass@]host[:port] (SOCKS5; the proxy resolves host names).
+    ///
+    /// http:// sends CONNECT host:port, with Proxy-Authorization: Basic when the URL has
+    /// credentials; socks5:// (or socks5h://) sends the target's host name to the proxy (an
+    /// IP address as an address), with RFC 1929 user name and password when given. As in
+    /// curl: no scheme means http://, the default port is 1080, user and password are
+    /// percent-decoded. TLS for wss:// and the upgrade run through the tunnel to the target
+    /// (its certificate verified as without a proxy); redirects take the same proxy. The
+    /// proxy's credentials go to the proxy only and its password never appears in logs or
+    /// errors.
+    ///
+    /// Without --proxy, the environment is read as curl reads it: for wss:// wss_proxy,
+    /// WSS_PROXY, https_proxy, HTTPS_PROXY; for ws:// ws_proxy, WS_PROXY, http_proxy (not
+    /// HTTP_PROXY, as curl); then all_proxy, ALL_PROXY. no_proxy (or NO_PROXY) bypasses
+    /// them: comma-separated host names (each also matching its subdomains; a leading dot
+    /// is ignored), IP addresses or CIDR ranges, or * for every host; ports are not
+    /// matched. --proxy wins over the environment, no_proxy included; --proxy '' uses no
+    /// proxy at all.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
 }
 
 fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
@@ -97,6 +118,16 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         (true, _) => Verification::None,
         (_, true) => Verification::ChainOnly,
         _ => Verification::Full,
+    };
+    c.proxy = match args.proxy.as_deref().map(str::trim) {
+        Some("") => None,
+        // The error never shows the password.
+        Some(url) => Some(Proxy::parse(url).context("--proxy")?),
+        // An invalid URI is reported by Client::start.
+        None => match c.target() {
+            Ok(target) => Proxy::from_env(&target, |name| std::env::var(name).ok())?,
+            Err(_) => None,
+        },
     };
     Ok(c)
 }

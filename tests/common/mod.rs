@@ -14,10 +14,31 @@ use std::time::Duration;
 use wsat_testkit::modem_process::{Modem, ModemCommand};
 use wsat_testkit::process::Killed;
 
-/// The `wsat` binary under test.
+/// The `wsat` binary under test, without the proxy variables a CI machine may set (`wsat
+/// connect` honours them as curl does; tests/proxies.rs sets them on purpose).
 pub fn wsat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wsat"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsat"));
+    for var in PROXY_VARIABLES {
+        command.env_remove(var);
+    }
+    command
 }
+
+/// Every variable `wsat connect` reads a proxy from, in both cases.
+pub const PROXY_VARIABLES: &[&str] = &[
+    "wss_proxy",
+    "WSS_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "ws_proxy",
+    "WS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// Starts `wsat echo-server EXTRA…` on a free port (its stderr to `stderr`) and returns it
 /// once it listens.

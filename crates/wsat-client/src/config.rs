@@ -13,6 +13,7 @@ use wsat_proto::handshake::{basic_auth, HandshakeRequest};
 use wsat_proto::uri::{UriError, WsUri};
 use wsat_proto::ChunkPolicy;
 
+use crate::proxy::Proxy;
 use crate::tls::TlsConfig;
 
 /// How received data reaches the application.
@@ -92,8 +93,9 @@ impl Default for TcpKeepalive {
 
 /// Everything a [`crate::Client`] needs. Start from [`ClientConfig::new`] and override
 /// fields; the defaults are the ESP client's unless said otherwise. Its `Debug` output
-/// hides secrets: the password, `Authorization`, the URI's password, the client key and
-/// every custom header's value (an `X-Api-Key` is as secret as a cookie; the names show).
+/// hides secrets: the password, `Authorization`, the URI's password, the proxy's password,
+/// the client key and every custom header's value (an `X-Api-Key` is as secret as a
+/// cookie; the names show).
 #[derive(Clone)]
 pub struct ClientConfig {
     /// `ws[s]://[user[:pass]@]host[:port][/path][?query]`.
@@ -137,7 +139,8 @@ pub struct ClientConfig {
     /// Restart the ping interval on every received frame (the firmware's client version)
     /// instead of pinging on a fixed schedule (default).
     pub ping_resets_on_receive: bool,
-    /// Bound on each network step: DNS + TCP connect, TLS, the upgrade; default 10 s.
+    /// Bound on each network step: DNS + TCP connect, the proxy handshake, TLS, the
+    /// upgrade; default 10 s.
     pub network_timeout: Duration,
     /// Reconnect policy; default fixed 10 s.
     pub reconnect: Reconnect,
@@ -157,7 +160,8 @@ pub struct ClientConfig {
     pub allow_insecure_redirect: bool,
     /// Refuse to send an upgrade request longer than this (the firmware: 1024).
     pub max_request_len: Option<usize>,
-    /// Largest upgrade response head accepted; default 16 KiB.
+    /// Largest upgrade response head accepted, and largest proxy `CONNECT` response head;
+    /// default 16 KiB.
     pub max_response_head: usize,
     /// TCP keep-alive; default off.
     pub tcp_keepalive: Option<TcpKeepalive>,
@@ -184,20 +188,34 @@ pub struct ClientConfig {
     /// `event_capacity` applies, for at most `close_timeout`: `Client::close` waits for the
     /// handshake, and the server's close frame must not wait behind unread messages.
     pub max_event_bytes: usize,
-    /// Opens the TCP connections (name lookup and connect); `None` is the host's own
-    /// network. The hook for a network that is not simply the host's: `wsat modem`'s
-    /// simulated Wi-Fi outage, a tunnel.
+    /// Opens the TCP connections (name lookup and connect) — to the proxy when
+    /// [`ClientConfig::proxy`] is set; `None` is the host's own network. The hook for a
+    /// network that is not simply the host's: `wsat modem`'s simulated Wi-Fi outage, a
+    /// tunnel.
     pub connector: Option<Arc<dyn Connector>>,
+    /// Connect through this proxy; default none (the client never reads the environment:
+    /// [`Proxy::from_env`] does, by curl's rules, for an application that wants it). Every
+    /// connect, redirects included, opens TCP to the proxy (through `connector` if set),
+    /// then the tunnel to the target — an HTTP `CONNECT` or SOCKS5, bounded by
+    /// `network_timeout`, a `CONNECT` answer by `max_response_head` — then TLS to the
+    /// target for `wss` (its name as SNI, its certificate verified) and the upgrade, as
+    /// without a proxy. A refused tunnel fails the attempt with [`crate::ClientError::Proxy`]
+    /// (the status of a refused `CONNECT`, the SOCKS5 reply code). The proxy's user and
+    /// password go to the proxy only: they are not part of the upgrade request, and
+    /// `Debug`, logs and errors never show the password.
+    pub proxy: Option<Proxy>,
 }
 
 /// A TCP connection on its way: what a [`Connector`] returns.
 pub type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
 
 /// Opens the TCP connection to `host:port` for a connection attempt (see
-/// [`ClientConfig::connector`]). The client bounds it with its network timeout and sets
-/// `TCP_NODELAY` and keep-alive on the stream it gets.
+/// [`ClientConfig::connector`]): the target's, or the proxy's when one is configured. The
+/// client bounds it with its network timeout and sets `TCP_NODELAY` and keep-alive on the
+/// stream it gets.
 pub trait Connector: Send + Sync + 'static {
-    /// Starts connecting to `host` (a name or an IP literal) on `port`.
+    /// Starts connecting to `host` (a name or an IP literal) on `port`: the target, or the
+    /// proxy ([`ClientConfig::proxy`]).
     fn connect(&self, host: &str, port: u16) -> Connecting;
 }
 
@@ -255,6 +273,7 @@ impl fmt::Debug for ClientConfig {
             .field("event_capacity", &self.event_capacity)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("connector", &self.connector.as_ref().map(|_| "custom"))
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -296,6 +315,7 @@ impl ClientConfig {
             event_capacity: 64,
             max_event_bytes: 4 << 20,
             connector: None,
+            proxy: None,
         }
     }
 
@@ -424,12 +444,18 @@ mod tests {
         c.headers.push(("Cookie".into(), "session=abc123".into()));
         c.headers.push(("X-Trace".into(), "visible".into()));
         c.tls.client_key_pem = Some(b"-----BEGIN PRIVATE KEY-----\nMIIkey".to_vec());
+        c.proxy = Some("http://proxyuser:pr0xy-pw@proxy.example:3128".parse().expect("valid"));
         let shown = format!("{c:?}");
-        for secret in ["hunter2", "s3cret", "abc123", "MIIkey"] {
+        for secret in ["hunter2", "s3cret", "abc123", "MIIkey", "pr0xy-pw"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
         assert!(!shown.contains("visible"), "every header value is hidden: {shown}");
         assert!(shown.contains("X-Trace") && shown.contains("user"), "{shown}");
+        assert!(
+            shown.contains("proxyuser") && shown.contains("proxy.example"),
+            "{shown}"
+        );
+        assert_eq!(ClientConfig::new("ws://h").proxy, None, "no proxy by default");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use wsat_proto::handshake::HandshakeError;
 use wsat_proto::uri::UriError;
 use wsat_proto::ProtocolError;
 
+use crate::proxy::ProxyError;
 use crate::tls::TlsConfigError;
 
 /// Everything that can go wrong in a client.
@@ -55,6 +56,10 @@ pub enum ClientError {
         /// Where it pointed (without credentials).
         to: String,
     },
+    /// The proxy refused the tunnel or broke its protocol (a `CONNECT` answered with a
+    /// status other than 2xx, a SOCKS5 reply code), or the proxy URL is unusable.
+    #[error("{0}")]
+    Proxy(#[from] ProxyError),
     /// The server closed TCP during the upgrade.
     #[error("server closed the connection during the upgrade")]
     HandshakeEof,
