@@ -7,12 +7,17 @@
 # The report lands in autobahn-reports/clients/ (index.json + HTML); the gate
 # (scripts/autobahn_gate.py) fails on any FAILED case and on UNIMPLEMENTED outside 12.*/13.*,
 # and writes autobahn-reports/summary.md (the per-group table, Markdown).
+# scripts/test.sh runs it twice: on `Client` (agent wsat), then with AUTOBAHN_STREAM=1 on the
+# caller-task `WebSocket` (agent wsat-stream, reports in autobahn-reports/stream/).
 #
 # Env knobs:
 #   AUTOBAHN_TESTEE   testee command; the server URL and the agent name are appended as two
 #                     arguments (default: the release build of wsat-client's autobahn_client
 #                     example, built before the clock starts)
 #   AUTOBAHN_AGENT    agent name the testee reports and the gate checks (default: wsat)
+#   AUTOBAHN_STREAM   1: the default testee runs with --stream (on `WebSocket`, not `Client`)
+#   AUTOBAHN_REPORTS  directory of the report, kosoku's log and summary.md (default:
+#                     autobahn-reports)
 #   AUTOBAHN_CASES    space-separated case globs (default: 1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*;
 #                     Autobahn has no section 8)
 #   AUTOBAHN_TIMEOUT  seconds allowed for the whole run (default: 1200)
@@ -27,7 +32,10 @@ root="$(pwd)"
 agent="${AUTOBAHN_AGENT:-wsat}"
 cases="${AUTOBAHN_CASES:-1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*}"
 budget="${AUTOBAHN_TIMEOUT:-1200}"
-outdir="autobahn-reports/clients"
+reports="${AUTOBAHN_REPORTS:-autobahn-reports}"
+outdir="$reports/clients"
+testee_flags=()
+[[ "${AUTOBAHN_STREAM:-}" == 1 ]] && testee_flags=(--stream)
 
 if [[ -z "${WSAT_PYTHON:-}" ]]; then
     scripts/venv.sh
@@ -47,12 +55,12 @@ if [[ -n "${AUTOBAHN_TESTEE:-}" ]]; then
 else
     echo "autobahn: building the testee (wsat-client example autobahn_client, release)"
     cargo build --release -p wsat-client --example autobahn_client
-    testee=(cargo run --release -q -p wsat-client --example autobahn_client --)
+    testee=(cargo run --release -q -p wsat-client --example autobahn_client -- "${testee_flags[@]}")
 fi
 
 rm -rf "$outdir"
 mkdir -p "$outdir"
-log="autobahn-reports/kosoku.log"
+log="$reports/kosoku.log"
 include=()
 for c in $cases; do include+=(-i "$c"); done
 
@@ -114,7 +122,7 @@ EOF
 # How many cases the server will serve, so the gate can tell a complete report from one where
 # the testee stopped early.
 expect="$(ws_get /getCaseCount)"
-echo "autobahn: kosoku fuzzingserver on $url serving $expect cases ($cases), agent '$agent'"
+echo "autobahn: kosoku fuzzingserver on $url serving $expect cases ($cases), agent '$agent' ${testee_flags[*]}"
 
 start=$SECONDS
 testee_rc=0
@@ -152,8 +160,10 @@ gate_rc=0
 # wsat's client reaches no NON-STRICT case; AUTOBAHN_LENIENT=1 accepts them (other testees).
 strict=(--strict)
 [[ "${AUTOBAHN_LENIENT:-}" == 1 ]] && strict=()
+# The gate's result line names the agent, so that test.sh's summary tells the two runs apart.
 "$py" scripts/autobahn_gate.py "$outdir/index.json" --agent "$agent" --expect-cases "$expect" \
-    --markdown autobahn-reports/summary.md "${strict[@]}" || gate_rc=$?
+    --markdown "$reports/summary.md" "${strict[@]}" |
+    sed "s/^\(autobahn: [0-9]* passed, [0-9]* failed\)\$/\1 (agent $agent)/" || gate_rc=$?
 [[ -f "$outdir/index.html" ]] && echo "autobahn: HTML report: $root/$outdir/index.html"
 
 if [[ $gate_rc -ne 0 || $testee_rc -ne 0 ]] || [[ $kosoku_rc -ne 0 && $kosoku_rc -ne 1 ]]; then

@@ -1,16 +1,18 @@
 //! Autobahn TestSuite testee: the standard client loop against a fuzzing server.
 //!
-//! `cargo run --release -p wsat-client --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
+//! `cargo run --release -p wsat-client --example autobahn_client -- [--stream] ws://127.0.0.1:9001 AGENT`
 //!
 //! Asks `/getCaseCount`, runs every `/runCase?case=N&agent=AGENT` echoing each text and
 //! binary message with its type, then `/updateReports?agent=AGENT`. The client runs strict
 //! (RFC 6455 validation), with chunks handed out as they arrive so invalid UTF-8 fails
-//! fast, and whole-message delivery.
+//! fast, and whole-message delivery. By default on [`Client`] (a background task, events);
+//! with `--stream` on [`WebSocket`] (`recv` and `send` in this task), the same
+//! configuration.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wsat_client::{ChunkPolicy, Client, ClientConfig, ClientError, Delivery, Event, Reconnect};
+use wsat_client::{ChunkPolicy, Client, ClientConfig, ClientError, Delivery, Event, Reconnect, WebSocket};
 
 const CASE_BOUND: Duration = Duration::from_secs(120);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,12 +56,49 @@ async fn run(uri: String, echo: bool) -> Result<Vec<String>, ClientError> {
     Ok(texts)
 }
 
+/// [`run`] on a [`WebSocket`]: connect, then `recv` and echo until the end.
+async fn run_stream(uri: String, echo: bool) -> Result<Vec<String>, ClientError> {
+    let (mut ws, _) = WebSocket::connect_with(&config(uri)).await?;
+    let mut texts = Vec::new();
+    let work = async {
+        while let Some(received) = ws.recv().await {
+            // An error comes once, after the closing handshake it caused; `None` follows.
+            let Ok(m) = received else { continue };
+            texts.push(String::from_utf8_lossy(&m.payload).into_owned());
+            if echo {
+                // Sending fails once the server has started closing; that is expected.
+                let _ = ws.send(m).await;
+            }
+        }
+    };
+    // Past the bound the connection is dropped.
+    let _ = tokio::time::timeout(CASE_BOUND, work).await;
+    Ok(texts)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let mut stream = false;
+    while let Some(flag) = args.next_if(|a| a.starts_with("--")) {
+        match flag.as_str() {
+            "--stream" => stream = true,
+            other => {
+                eprintln!("autobahn_client: unknown flag {other} (known: --stream)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let base = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let agent = args.next().unwrap_or_else(|| "wsat".into());
-    let count = match run(format!("{base}/getCaseCount"), false).await {
+    let session = |uri: String, echo: bool| async move {
+        if stream {
+            run_stream(uri, echo).await
+        } else {
+            run(uri, echo).await
+        }
+    };
+    let count = match session(format!("{base}/getCaseCount"), false).await {
         Ok(texts) => texts.first().and_then(|t| t.trim().parse::<u32>().ok()),
         Err(e) => {
             eprintln!("autobahn_client: {e}");
@@ -72,11 +111,11 @@ async fn main() -> ExitCode {
     };
     eprintln!("autobahn_client: {count} cases");
     for case in 1..=count {
-        if let Err(e) = run(format!("{base}/runCase?case={case}&agent={agent}"), true).await {
+        if let Err(e) = session(format!("{base}/runCase?case={case}&agent={agent}"), true).await {
             eprintln!("autobahn_client: case {case}: {e}");
         }
     }
-    if let Err(e) = run(format!("{base}/updateReports?agent={agent}"), false).await {
+    if let Err(e) = session(format!("{base}/updateReports?agent={agent}"), false).await {
         eprintln!("autobahn_client: updateReports: {e}");
         return ExitCode::FAILURE;
     }

@@ -30,6 +30,38 @@
 //! client.close(Some(1000), "bye", Duration::from_secs(5)).await
 //! # }
 //! ```
+//!
+//! # Two shapes: `Client` or `WebSocket`
+//!
+//! Both run the same protocol core ([`wsat_proto::Connection`]: strict RFC 6455 by default,
+//! masking, the streaming decoder, keepalive, the closing handshake), connect the same way
+//! (TLS and its verification levels, redirects) and take the same [`ClientConfig`] and
+//! bounds.
+//!
+//! - [`Client`]: the ESP client's model. A background task owns the connection and hands
+//!   [`Event`]s to the application; it reconnects by itself; sends are commands with a
+//!   timeout. What `wsat modem` runs on; pick it for events, reconnects, or many tasks
+//!   sharing one cheap handle.
+//! - [`WebSocket`]: driven in your own task, the shape of tokio-tungstenite's
+//!   `WebSocketStream`: `recv` (cancel-safe) and `send` do the I/O where they are awaited,
+//!   with no task and no channel in between, which makes it the fastest path; a
+//!   `futures::Stream` and `Sink` of [`Message`]s (feature `stream`, on by default);
+//!   [`WebSocket::split`] for a reader task and a writer task. It does not reconnect: after
+//!   an error, connect anew.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wsat_client::ClientError> {
+//! use wsat_client::WebSocket;
+//!
+//! let (mut ws, connected) = WebSocket::connect("ws://127.0.0.1:8765").await?;
+//! println!("subprotocol: {:?}", connected.subprotocol);
+//! ws.send_text("hello").await?;
+//! if let Some(message) = ws.recv().await {
+//!     println!("{:?}", message?.payload);
+//! }
+//! ws.close(Some(1000), "bye").await
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod budget;
@@ -45,6 +77,7 @@ mod task;
 pub mod tls;
 mod transport;
 mod upgrade;
+mod websocket;
 
 pub use client::{Client, Events, StopOutcome};
 pub use config::{ClientConfig, Connecting, Connector, Delivery, Reconnect, Target, TcpKeepalive};
@@ -52,4 +85,9 @@ pub use error::ClientError;
 pub use event::{Connected, DisconnectReason, Event, LinkState};
 pub use proxy::{Proxy, ProxyError, ProxyKind, DEFAULT_PROXY_PORT};
 pub use tls::{TlsConfig, Verification};
+/// The stream under a [`WebSocket`] that [`WebSocket::connect`] opened: TCP for `ws://`,
+/// TLS over TCP for `wss://`.
+pub use transport::Stream as MaybeTlsStream;
+pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};
+pub use wsat_proto::close::CloseFrame;
 pub use wsat_proto::{ChunkPolicy, DataChunk, Message, OpCode};

@@ -1,9 +1,7 @@
 //! Reading a transport into a connection's receive buffer.
 
-use tokio::io::{AsyncReadExt, ReadHalf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use wsat_proto::Connection;
-
-use crate::transport::Stream;
 
 /// A read goes into the receive buffer's spare room if it has at least this much (or what
 /// the decoder still needs, if more); otherwise room is made first.
@@ -36,9 +34,13 @@ impl Reader {
     }
 
     /// Reads what the transport has into `connection`'s receive buffer (0 at its end).
-    pub(crate) async fn read(
+    ///
+    /// Cancel-safe, and safe to poll once and drop (the caller-task `WebSocket` does): until
+    /// the read completes nothing has changed but the buffer's spare room; once it has, the
+    /// bytes are in the buffer before the future returns.
+    pub(crate) async fn read<R: AsyncRead + Unpin + ?Sized>(
         &mut self,
-        rd: &mut ReadHalf<Stream>,
+        rd: &mut R,
         connection: &mut Connection,
     ) -> std::io::Result<usize> {
         let hint = connection.read_hint();

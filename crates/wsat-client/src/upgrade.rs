@@ -53,6 +53,19 @@ pub(crate) fn connection_config(config: &ClientConfig) -> ConnectionConfig {
 pub(crate) async fn connect(
     config: &ClientConfig,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    before_hop: impl FnMut(&Target),
+) -> Result<Upgraded, ClientError> {
+    connect_with_protocol(config, tls, connection_config(config), before_hop).await
+}
+
+/// [`connect`], the connection configured by `protocol` instead of by [`connection_config`]:
+/// the one connect, redirect and upgrade path of both shapes, [`crate::Client`] (through
+/// [`connect`]) and [`crate::WebSocket`], which bounds whole messages in every delivery
+/// mode. `tls` is built here, on the first hop that needs it, when not given.
+pub(crate) async fn connect_with_protocol(
+    config: &ClientConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    protocol: ConnectionConfig,
     mut before_hop: impl FnMut(&Target),
 ) -> Result<Upgraded, ClientError> {
     let origin = config.target()?;
@@ -77,7 +90,7 @@ pub(crate) async fn connect(
                 },
                 mut buf,
             ) => {
-                let mut connection = Connection::new(connection_config(config), Instant::now());
+                let mut connection = Connection::new(protocol, Instant::now());
                 let _ = buf.split_to(head_len);
                 connection.read_buf().extend_from_slice(&buf);
                 let info = Connected {
