@@ -190,6 +190,15 @@ pub async fn run(args: ModemArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wsat modem: control port on tcp://{local}");
     }
     if let Some(schedule) = schedule {
+        let file = args
+            .faults
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        schedule
+            .check(|request| modem.check(request))
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))
+            .context("checking the --faults schedule")?;
         schedule.spawn(modem.handle());
     }
     modem.run(rx, shutdown).await;

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::faults::{parse, Request};
+use super::faults::{parse, FaultError, Request};
 use super::port::{accept, bind_address};
 use super::ModemHandle;
 
@@ -34,6 +34,11 @@ pub async fn serve(addr: &str, modem: ModemHandle) -> io::Result<SocketAddr> {
             let (tcp, peer) = accept(&listener, "control port").await;
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "refusing a control connection: {MAX_CLIENTS} are open");
+                let mut tcp = tcp;
+                tokio::spawn(async move {
+                    let refusal = format!("error: {MAX_CLIENTS} control connections are open\n");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(refusal.as_bytes())).await;
+                });
                 continue;
             };
             let modem = modem.clone();
@@ -91,8 +96,20 @@ pub async fn answer(modem: &ModemHandle, line: &str) -> String {
 /// A `--faults` file: control lines on a schedule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
-    /// (milliseconds after start, the request, the line as written), in file order.
-    entries: Vec<(Duration, Request, String)>,
+    /// In file order.
+    entries: Vec<Entry>,
+}
+
+/// One line of a schedule.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    /// When, after the start.
+    at: Duration,
+    request: Request,
+    /// The line's number in the file, from 1.
+    number: usize,
+    /// The command as written.
+    command: String,
 }
 
 impl Schedule {
@@ -114,7 +131,12 @@ impl Schedule {
                 .parse()
                 .map_err(|_| at_line(format!("not a number of milliseconds: {ms}")))?;
             let request = parse(command).map_err(|e| at_line(e.to_string()))?;
-            entries.push((Duration::from_millis(ms), request, command.trim().to_owned()));
+            entries.push(Entry {
+                at: Duration::from_millis(ms),
+                request,
+                number: number + 1,
+                command: command.trim().to_owned(),
+            });
         }
         Ok(Schedule { entries })
     }
@@ -125,18 +147,28 @@ impl Schedule {
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Checks every entry against the modem it will run on (`check` is
+    /// [`super::Modem::check`]: a link that exists, a command it has), so that a schedule
+    /// naming `drop 9` fails at start, not mid-test.
+    pub fn check(&self, check: impl Fn(&Request) -> Result<(), FaultError>) -> Result<(), String> {
+        for entry in &self.entries {
+            check(&entry.request).map_err(|e| format!("line {}: {e}: {}", entry.number, entry.command))?;
+        }
+        Ok(())
+    }
+
     /// Runs the schedule against `modem`, from now; each answer is logged.
     pub fn spawn(self, modem: ModemHandle) {
         let start = Instant::now();
         tokio::spawn(async move {
-            for (at, request, line) in self.entries {
-                tokio::time::sleep_until(start + at).await;
-                let answer = match modem.request(request).await {
+            for entry in self.entries {
+                tokio::time::sleep_until(start + entry.at).await;
+                let answer = match modem.request(entry.request).await {
                     Ok(Some(status)) => status.to_json(),
                     Ok(None) => "ok".to_owned(),
                     Err(e) => format!("error: {e}"),
                 };
-                tracing::info!("faults @{} {line}: {answer}", at.as_millis());
+                tracing::info!("faults @{} {}: {answer}", entry.at.as_millis(), entry.command);
             }
         });
     }
@@ -156,7 +188,7 @@ mod tests {
         let got: Vec<_> = schedule
             .entries
             .iter()
-            .map(|(at, r, _)| (at.as_millis(), r.clone()))
+            .map(|e| (e.at.as_millis(), e.request.clone()))
             .collect();
         assert_eq!(
             got,

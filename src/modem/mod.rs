@@ -352,8 +352,28 @@ impl Modem {
         }
     }
 
+    /// Whether `request` makes sense for this modem at all, whatever its state: a link id
+    /// it has, a command its firmware has, a rate between 0 and 1. (`--faults` checks its
+    /// whole schedule with this at start.)
+    pub fn check(&self, request: &Request) -> Result<(), FaultError> {
+        match request {
+            Request::Fault(Fault::Drop { link }) if *link >= self.engine.link_count() => Err(FaultError(format!(
+                "no link {link} (links are 0..{})",
+                self.engine.link_count()
+            ))),
+            Request::Fault(Fault::Fail { command, .. }) if !self.engine.knows_command(command) => {
+                Err(FaultError(format!("no such AT command: {command}")))
+            }
+            Request::Fault(Fault::Noise { rate, .. }) if !(0.0..=1.0).contains(rate) => {
+                Err(FaultError(format!("not a rate between 0 and 1: {rate}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Applies a fault, or reports the status.
     fn serve(&mut self, request: Request) -> Result<Option<Status>, FaultError> {
+        self.check(&request)?;
         let fault = match request {
             Request::Status => return Ok(Some(self.status())),
             Request::Fault(fault) => fault,
@@ -361,12 +381,6 @@ impl Modem {
         tracing::info!(?fault, "fault");
         match fault {
             Fault::Drop { link } => {
-                if link >= self.engine.link_count() {
-                    return Err(FaultError(format!(
-                        "no link {link} (links are 0..{})",
-                        self.engine.link_count()
-                    )));
-                }
                 if self.engine.link_status(link) != Some(LinkStatus::Connected) {
                     return Err(FaultError(format!("link {link} is not connected")));
                 }
@@ -394,12 +408,7 @@ impl Modem {
                 self.engine.set_busy(on);
             }
             Fault::Latency { delay } => self.wire.set_latency(delay),
-            Fault::Noise { rate, seed } => {
-                if !(0.0..=1.0).contains(&rate) {
-                    return Err(FaultError(format!("not a rate between 0 and 1: {rate}")));
-                }
-                self.wire.set_noise(rate, seed);
-            }
+            Fault::Noise { rate, seed } => self.wire.set_noise(rate, seed),
             Fault::Fail { command, count } => self
                 .engine
                 .fail_next(&command, count)

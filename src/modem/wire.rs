@@ -18,6 +18,10 @@ pub const OUTPUT_BOUND: usize = 64 * 1024;
 /// Bits on the line per byte: 8N1 (a start bit, 8 data bits, a stop bit).
 const BITS_PER_BYTE: u64 = 10;
 
+/// How far behind its schedule the paced output line may fall (late timers) before it
+/// counts as idle and starts anew.
+const IDLE_LINE: Duration = Duration::from_millis(20);
+
 /// How many received bytes a paced port hands the engine at once: the ESP UART driver's
 /// receive FIFO threshold, so that a paced host gets the chip's `busy p...` pattern.
 const RX_FIFO_THRESHOLD: usize = 120;
@@ -177,7 +181,15 @@ impl Wire {
     /// `n` bytes of [`Wire::next_slice`] were written at `now`.
     pub fn sent(&mut self, n: usize, now: Instant) {
         if let Some(baud) = self.baud {
-            self.out_line_at = self.out_line_at.max(now) + line_time(n, baud);
+            // The line keeps its own schedule: a timer that wakes a little late must not
+            // push every later byte back (that added 14 % at 9600 baud). Only a line that
+            // was idle starts anew from now.
+            let start = if now > self.out_line_at + IDLE_LINE {
+                now
+            } else {
+                self.out_line_at
+            };
+            self.out_line_at = start + line_time(n, baud);
         }
         self.out_bytes -= n;
         if let Some(head) = self.out.front_mut() {
@@ -275,7 +287,8 @@ mod tests {
         let mut now = start;
         let mut last = start;
         while let Some((at, slice)) = wire.next_slice() {
-            now = now.max(at);
+            // Every timer wakes 1.3 ms late; the line must not drift by as much per slice.
+            now = now.max(at) + Duration::from_micros(1300);
             last = now;
             let n = slice.len();
             assert!(n <= 9, "a slice of {n} bytes");

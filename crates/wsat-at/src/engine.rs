@@ -146,6 +146,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether this firmware has `command` (written as for [`Engine::fail_next`]).
+    pub fn knows_command(&self, command: &str) -> bool {
+        commands::lookup(&self.commands, &table_name(command)).is_some()
+    }
+
     /// Forced failures still to come, by command (`AT+WSOPEN`) with their counts.
     pub fn forced_failures(&self) -> Vec<(String, u32)> {
         self.faults

@@ -645,6 +645,66 @@ impl AtClient {
         }
     }
 
+    /// Expects `parts` one after the other (each whole, within [`STEP`] in all), with any
+    /// number of the `ignored` pieces (whole URCs such as `+WS_DISCONNECTED:0\r\n`, which
+    /// come at their own pace) before, between and after them; returns how many were skipped.
+    /// Only whole pieces are skipped, so a part must not itself be cut by a URC: the modem
+    /// writes each response piece whole. An awaited part is matched before an ignored one.
+    pub fn expect_ignoring(&mut self, parts: &[&[u8]], ignored: &[&[u8]]) -> usize {
+        self.expect_parts_ignoring(parts, true, ignored)
+    }
+
+    /// [`AtClient::expect_ignoring`] with `parts` in any order, each exactly once.
+    pub fn expect_any_order_ignoring(&mut self, parts: &[&[u8]], ignored: &[&[u8]]) -> usize {
+        self.expect_parts_ignoring(parts, false, ignored)
+    }
+
+    fn expect_parts_ignoring(&mut self, parts: &[&[u8]], ordered: bool, ignored: &[&[u8]]) -> usize {
+        let deadline = Instant::now() + STEP;
+        let mut awaited: Vec<&[u8]> = parts.to_vec();
+        let mut skipped = 0;
+        while !awaited.is_empty() {
+            let got = self.stream.unread();
+            let candidates = if ordered { &awaited[..1] } else { &awaited[..] };
+            if let Some(i) = candidates.iter().position(|p| got.starts_with(p)) {
+                let n = awaited.remove(i).len();
+                self.stream.consume(n);
+                continue;
+            }
+            if let Some(p) = ignored.iter().find(|p| !p.is_empty() && got.starts_with(p)) {
+                self.stream.consume(p.len());
+                skipped += 1;
+                continue;
+            }
+            let undecided = candidates.iter().chain(ignored).any(|p| p.starts_with(got));
+            if !undecided {
+                let more = Instant::now() + Duration::from_millis(300);
+                while Instant::now() < more {
+                    self.fill(more.saturating_duration_since(Instant::now()));
+                }
+                panic!(
+                    "{}: wrong bytes; awaited {} {:?} (ignoring {:?})\n     got: \"{}\"",
+                    self.name,
+                    if ordered { "in order" } else { "in any order" },
+                    awaited.iter().map(|p| p.escape_ascii().to_string()).collect::<Vec<_>>(),
+                    ignored.iter().map(|p| p.escape_ascii().to_string()).collect::<Vec<_>>(),
+                    self.stream.unread().escape_ascii()
+                );
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "{}: timed out after {STEP:?}; awaited {:?}\n     got: \"{}\"",
+                    self.name,
+                    awaited.iter().map(|p| p.escape_ascii().to_string()).collect::<Vec<_>>(),
+                    self.stream.unread().escape_ascii()
+                );
+            }
+            self.fill(left);
+        }
+        skipped
+    }
+
     /// Exactly `n` bytes (within `within`), consumed.
     pub fn take(&mut self, n: usize, within: Duration) -> Vec<u8> {
         let deadline = Instant::now() + within;
@@ -935,6 +995,46 @@ mod tests {
         assert!(is_permutation(b"abcd", &[b"cd", b"ab"]));
         assert!(!is_permutation(b"abcd", &[b"cd", b"a"]));
         assert_eq!(ws_data(2, b"x\r\n"), b"+WS_DATA:2,3,x\r\n\r\n");
+    }
+
+    /// An AT client reading `pieces` from a local TCP peer that writes them one by one.
+    fn client_reading(pieces: &'static [&'static [u8]]) -> (AtClient, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().expect("accept");
+            tcp.set_nodelay(true).expect("nodelay");
+            for piece in pieces {
+                tcp.write_all(piece).expect("write");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        (AtClient::connect_tcp(addr, "test client").expect("connect"), server)
+    }
+
+    #[test]
+    fn expect_ignoring_skips_whole_urcs_around_and_between_the_parts() {
+        // A URC split across two writes is still recognised before it is skipped.
+        let (mut at, server) = client_reading(&[
+            b"+WS_DISCONNECTED:0\r\nAT\r\n+WS_DISC",
+            b"ONNECTED:1\r\n+WS_DISCONNECTED:0\r\n\r\nOK\r\n+WS_CONNECTED:1\r\n",
+            b"+WS_DISCONNECTED:0\r\n+WS_CONNECTED:0\r\nrest",
+        ]);
+        let (d0, d1): (&[u8], &[u8]) = (b"+WS_DISCONNECTED:0\r\n", b"+WS_DISCONNECTED:1\r\n");
+        assert_eq!(at.expect_ignoring(&[b"AT\r\n", OK], &[d0, d1]), 3);
+        assert_eq!(
+            at.expect_any_order_ignoring(&[b"+WS_CONNECTED:0\r\n", b"+WS_CONNECTED:1\r\n"], &[d0]),
+            1
+        );
+        at.expect("rest");
+        server.join().expect("the server thread");
+    }
+
+    #[test]
+    #[should_panic(expected = "wrong bytes")]
+    fn expect_ignoring_fails_on_anything_else() {
+        let (mut at, _server) = client_reading(&[b"+WS_DISCONNECTED:0\r\n+WS_CLOSED:0\r\n\r\nOK\r\n"]);
+        at.expect_ignoring(&[OK], &[b"+WS_DISCONNECTED:0\r\n"]);
     }
 
     #[test]

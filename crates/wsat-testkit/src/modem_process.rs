@@ -1,6 +1,7 @@
 //! `wsat modem` as a child process: started on a TCP AT port (`--tcp 127.0.0.1:0`) or a pty
-//! (`--pty --link PATH`), awaited until it announces its port, its stderr kept, and killed on
-//! drop.
+//! (`--pty --link PATH`), awaited until it announces its port (and its control port, with
+//! `--control`), its stderr kept, and killed on drop. [`ControlClient`] talks to the control
+//! port: one command line, one answer line.
 //!
 //! The caller names the `wsat` binary: `env!("CARGO_BIN_EXE_wsat")` in the `wsat` package's
 //! tests, [`crate::process::target_binary`] in another package's, a located path in the
@@ -8,21 +9,23 @@
 //! the bench [`ModemCommand::try_start`].
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail, ensure, Context};
 
 use crate::at_host::{AtClient, READY, STEP};
 use crate::process::status_kib;
 
 /// The start of the line with which the modem announces its AT port on stderr.
 pub const BANNER: &str = "wsat modem: AT port on ";
+/// The start of the line with which the modem announces its control port (`--control`).
+pub const CONTROL_BANNER: &str = "wsat modem: control port on ";
 /// How long the modem may take to announce its AT port.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,6 +44,7 @@ pub struct ModemCommand {
     port: Port,
     args: Vec<String>,
     forward: Option<String>,
+    control: bool,
 }
 
 impl ModemCommand {
@@ -57,6 +61,7 @@ impl ModemCommand {
             port: Port::Tcp,
             args: Vec::new(),
             forward: None,
+            control: false,
         }
     }
 
@@ -69,6 +74,14 @@ impl ModemCommand {
     /// The AT port on a pty, linked from `link`: `--pty --link LINK`.
     pub fn pty(mut self, link: &Path) -> ModemCommand {
         self.port = Port::Pty(link.to_path_buf());
+        self
+    }
+
+    /// The control port on loopback: `--control 127.0.0.1:0`; its address is
+    /// the [`Modem::control`] field once started. (A `--control ADDR` passed with
+    /// [`ModemCommand::args`] is awaited and parsed too.)
+    pub fn control(mut self) -> ModemCommand {
+        self.control = true;
         self
     }
 
@@ -114,6 +127,14 @@ impl ModemCommand {
                 Some(link.clone())
             }
         };
+        if self.control {
+            self.command.args(["--control", "127.0.0.1:0"]);
+        }
+        let want_control = self.control
+            || self
+                .args
+                .iter()
+                .any(|a| a == "--control" || a.starts_with("--control="));
         let mut child = self
             .command
             .args(&self.args)
@@ -149,28 +170,43 @@ impl ModemCommand {
             reader: Some(reader),
             tcp: None,
             pty: None,
+            control: None,
             link,
         };
         let deadline = Instant::now() + START_TIMEOUT;
-        let banner = loop {
+        let what = if want_control {
+            "its AT port and its control port"
+        } else {
+            "its AT port"
+        };
+        let (mut banner, mut control) = (None, None);
+        while banner.is_none() || (want_control && control.is_none()) {
             match lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with(BANNER) => break line,
+                Ok(line) if line.starts_with(BANNER) => banner = Some(line),
+                Ok(line) if line.starts_with(CONTROL_BANNER) => control = Some(line),
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     bail!(
-                        "`wsat modem` did not announce its AT port within {START_TIMEOUT:?}; {}",
+                        "`wsat modem` did not announce {what} within {START_TIMEOUT:?}; {}",
                         modem.last_words()
                     )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!(
-                        "`wsat modem` ended before announcing its AT port; {}",
-                        modem.last_words()
-                    )
+                    bail!("`wsat modem` ended before announcing {what}; {}", modem.last_words())
                 }
             }
-        };
+        }
         drop(lines_rx);
+        let Some(banner) = banner else {
+            bail!("`wsat modem` did not announce its AT port")
+        };
+        if let Some(line) = control {
+            let addr = line[CONTROL_BANNER.len()..]
+                .strip_prefix("tcp://")
+                .and_then(|a| a.trim().parse().ok())
+                .ok_or_else(|| anyhow!("unexpected control port announcement {line:?}"))?;
+            modem.control = Some(addr);
+        }
         let rest = &banner[BANNER.len()..];
         match &modem.link {
             None => {
@@ -202,6 +238,8 @@ pub struct Modem {
     pub tcp: Option<SocketAddr>,
     /// The pty device (`--pty`), e.g. `/dev/pts/7`.
     pub pty: Option<PathBuf>,
+    /// The control port's address (`--control`), as the modem announced it.
+    pub control: Option<SocketAddr>,
     /// The `--link` path of the pty.
     link: Option<PathBuf>,
 }
@@ -290,6 +328,26 @@ impl Modem {
         AtClient::connect_tcp(addr, "tcp AT client").unwrap_or_else(|e| self.fail(&format!("{e:#}")))
     }
 
+    /// The control port's address; fails the test if the modem was started without one.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control
+            .unwrap_or_else(|| self.fail("no control port (start the modem with ModemCommand::control)"))
+    }
+
+    /// A new connection to the control port (within [`STEP`]).
+    pub fn control_client(&self) -> ControlClient {
+        ControlClient::connect(self.control_addr()).unwrap_or_else(|e| self.fail(&format!("{e:#}")))
+    }
+
+    /// Sends one control command on a connection of its own and returns the answer line
+    /// (`ok`, `error: <why>`, the status JSON) without its newline; the modem must answer
+    /// within [`STEP`].
+    pub fn control_request(&self, line: &str) -> String {
+        self.control_client()
+            .request(line)
+            .unwrap_or_else(|e| self.fail(&format!("control command {line:?}: {e:#}")))
+    }
+
     /// Attaches to the AT port as a host would (TCP connect, or the pty opened by its link),
     /// reading nothing.
     pub fn try_attach(&self) -> anyhow::Result<AtClient> {
@@ -298,6 +356,113 @@ impl Modem {
             (None, Some(link)) => AtClient::open_pty(link),
             (None, None) => bail!("the modem has no AT port"),
         }
+    }
+}
+
+/// The longest answer [`ControlClient::read_line`] accepts (the status JSON is far shorter).
+const MAX_CONTROL_ANSWER: usize = 64 * 1024;
+
+/// A connection to the modem's control port (`--control`): one command per line, each
+/// answered with one newline-ended line. Every read is bounded in time.
+pub struct ControlClient {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    eof: bool,
+    addr: SocketAddr,
+}
+
+impl ControlClient {
+    /// Connects to the control port at `addr` (within [`STEP`]).
+    pub fn connect(addr: SocketAddr) -> anyhow::Result<ControlClient> {
+        let tcp = TcpStream::connect_timeout(&addr, STEP)
+            .with_context(|| format!("connecting to the control port tcp://{addr}"))?;
+        tcp.set_nodelay(true)?;
+        Ok(ControlClient {
+            tcp,
+            buf: Vec::new(),
+            eof: false,
+            addr,
+        })
+    }
+
+    /// Writes `line` and a newline.
+    pub fn send_line(&mut self, line: &str) -> anyhow::Result<()> {
+        self.send_raw(format!("{line}\n").as_bytes())
+    }
+
+    /// Writes `bytes` as they are (a line without its end, a very long line, binary junk).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.tcp
+            .write_all(bytes)
+            .and_then(|()| self.tcp.flush())
+            .with_context(|| format!("writing to the control port tcp://{}", self.addr))
+    }
+
+    /// The next answer line without its newline, within `within`; `Ok(None)` once the modem
+    /// closed the connection (with no partial line left).
+    pub fn read_line(&mut self, within: Duration) -> anyhow::Result<Option<String>> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Ok(Some(String::from_utf8_lossy(&line[..end]).into_owned()));
+            }
+            if self.eof {
+                ensure!(
+                    self.buf.is_empty(),
+                    "the control port closed after a partial line {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+                return Ok(None);
+            }
+            ensure!(
+                self.buf.len() <= MAX_CONTROL_ANSWER,
+                "more than {MAX_CONTROL_ANSWER} bytes from the control port without a newline"
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "no answer line from the control port within {within:?} (got {:?})",
+                    String::from_utf8_lossy(&self.buf)
+                );
+            }
+            self.read_some(left)?;
+        }
+    }
+
+    /// Sends `line` and returns its answer (within [`STEP`]); a closed connection is an error.
+    pub fn request(&mut self, line: &str) -> anyhow::Result<String> {
+        self.send_line(line)?;
+        self.read_line(STEP)?
+            .ok_or_else(|| anyhow!("the control port closed the connection instead of answering {line:?}"))
+    }
+
+    /// Whether the modem closes the connection within `within` (anything it still sends is
+    /// kept for [`ControlClient::read_line`]).
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.eof {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.read_some(left).is_err() {
+                break;
+            }
+        }
+        self.eof
+    }
+
+    /// One read, at most `wait` long.
+    fn read_some(&mut self, wait: Duration) -> anyhow::Result<()> {
+        self.tcp.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let mut chunk = [0u8; 4096];
+        match self.tcp.read(&mut chunk) {
+            Ok(0) => self.eof = true,
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => self.eof = true,
+            Err(e) => return Err(e).context("reading the control port"),
+        }
+        Ok(())
     }
 }
 
