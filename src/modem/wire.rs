@@ -208,7 +208,7 @@ impl Wire {
     }
 
     /// Takes bytes the port read at `now`: unpaced they go to the engine at once (returned),
-    /// paced they arrive as the line delivers them ([`Wire::next_input`]).
+    /// paced they arrive as the line delivers them ([`Wire::next_input_at`], [`Wire::take_input`]).
     pub fn receive(&mut self, bytes: Vec<u8>, now: Instant) -> Option<Vec<u8>> {
         if self.baud.is_none() {
             return Some(bytes);
