@@ -18,6 +18,10 @@ use crate::ClientError;
 /// A running WebSocket client: one background task that connects, delivers events and
 /// reconnects, as the ESP client's task does. Cheap to clone; every clone controls the
 /// same connection. Dropping every clone stops the task.
+///
+/// The other shape is [`crate::WebSocket`]: driven in your own task, `Stream`/`Sink`, no
+/// reconnect. `examples/esp_example.rs` is the ESP-IDF example app on a `Client`
+/// (`examples/esp_example_stream.rs` the same on a `WebSocket`).
 #[derive(Debug, Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,

@@ -63,6 +63,8 @@ const MAX_CONTROL_PAYLOAD: usize = 125;
 /// Pick a `WebSocket` for the fastest path and the `Stream`/`Sink` shape in your own task
 /// (it never reconnects: on an error, connect anew). Pick [`crate::Client`] for the ESP
 /// client's model: a background task, events, auto-reconnect, what `wsat modem` runs on.
+/// `examples/esp_example_stream.rs` is the ESP-IDF example app on a `WebSocket` split into
+/// a reader and a writer (`examples/esp_example.rs` the same on a `Client`).
 ///
 /// Keepalive pings and the pong timeout run while the connection is driven by a receive
 /// (`recv`, `recv_chunk`, the `Stream`, [`WebSocket::close`]): a caller that only sends
