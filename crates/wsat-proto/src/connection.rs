@@ -4,10 +4,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{self, CloseFrame};
+use crate::compression::{Deflater, Inflater, INFLATE_STEP, RSV1, TAIL};
 use crate::decode::{ChunkPolicy, DecoderConfig, FrameDecoder, Item};
+use crate::deflate::NegotiatedDeflate;
 use crate::encode::fragments;
 use crate::transmit::TransmitQueue;
 use crate::{FrameHeader, OpCode, ProtocolError, SendError, Utf8Validator};
@@ -33,14 +35,18 @@ pub struct ConnectionConfig {
     /// failures drop the connection without a close frame; control frames may then be
     /// longer than 125 bytes, up to `max_chunk` ([`DecoderConfig::max_control_len`]).
     pub strict: bool,
-    /// The largest payload chunk delivered in [`Event::Data`] (the ESP `buffer_size`).
+    /// The largest payload chunk delivered in [`Event::Data`] (the ESP `buffer_size`); for a
+    /// compressed message, of decompressed bytes.
     pub max_chunk: usize,
     /// When payload chunks are delivered.
     pub chunk_policy: ChunkPolicy,
     /// Frames longer than this fail the connection with 1009.
     pub max_frame_len: Option<u64>,
     /// Messages (all their frames together) longer than this fail the connection with
-    /// 1009 as soon as a frame header announces the excess, before its payload arrives.
+    /// 1009 as soon as a frame header announces the excess, before its payload arrives. A
+    /// compressed message (permessage-deflate) counts its decompressed bytes, checked while
+    /// it inflates, a bounded step at a time: it fails at the step that passes the limit,
+    /// having delivered at most the limit.
     pub max_message_len: Option<u64>,
     /// Send an empty ping this often; `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
@@ -120,6 +126,14 @@ pub enum ConnectionState {
 }
 
 /// One chunk of a received frame: the ESP client's DATA event.
+///
+/// A frame of a compressed message (permessage-deflate) is delivered decompressed: its
+/// chunks are the bytes that inflating this frame's part of the message produced, `offset`
+/// counts them, and the whole decompressed length is known only at the frame's last chunk.
+/// So `payload_len` is [`DataChunk::UNKNOWN_LEN`] on every chunk but the last, which carries
+/// the frame's decompressed length ([`DataChunk::ends_frame`] and
+/// [`DataChunk::ends_message`] work unchanged). A frame that inflates to nothing is one
+/// empty chunk, as an empty frame is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataChunk {
     /// The frame's opcode as on the wire (continuation frames say so).
@@ -129,15 +143,20 @@ pub struct DataChunk {
     pub message_opcode: Option<OpCode>,
     /// The frame's FIN bit: the same on every chunk of the frame.
     pub fin: bool,
-    /// The whole frame's payload length.
+    /// The whole frame's payload length; decompressed, and [`DataChunk::UNKNOWN_LEN`] until
+    /// the last chunk, for a compressed message.
     pub payload_len: u64,
-    /// Where this chunk starts within the frame's payload.
+    /// Where this chunk starts within the frame's (decompressed) payload.
     pub offset: u64,
-    /// The chunk, unmasked. Empty for an empty frame.
+    /// The chunk, unmasked (and inflated). Empty for an empty frame.
     pub data: Bytes,
 }
 
 impl DataChunk {
+    /// [`DataChunk::payload_len`] of a compressed frame's chunks before its last one: the
+    /// decompressed length is not known yet.
+    pub const UNKNOWN_LEN: u64 = u64::MAX;
+
     /// Whether this is the frame's last chunk.
     pub fn ends_frame(&self) -> bool {
         self.offset + self.data.len() as u64 == self.payload_len
@@ -216,9 +235,40 @@ impl State {
 struct FrameInProgress {
     header: FrameHeader,
     message_opcode: Option<OpCode>,
+    /// Payload bytes (decompressed ones, for a compressed frame) handed out so far.
     offset: u64,
     /// Whole payload of a control frame (delivered as one chunk).
     control_payload: Option<Bytes>,
+    /// A frame of a compressed message: its payload is inflated.
+    compressed: bool,
+    /// The decoder reached the compressed frame's end; it ends once inflated.
+    end_due: bool,
+}
+
+/// permessage-deflate on one connection.
+#[derive(Debug)]
+struct DeflateState {
+    params: NegotiatedDeflate,
+    deflater: Deflater,
+    inflater: Inflater,
+    /// Between the first frame and the FIN of a message we send: whether it is compressed.
+    sending: Option<bool>,
+    /// The message being received is compressed.
+    receiving: bool,
+    /// Decompressed bytes of the current frame not yet handed out: at most one chunk, plus
+    /// one inflate step. At least one byte is held back until the frame ends, so that the
+    /// frame's last chunk carries its length.
+    pending: BytesMut,
+}
+
+/// Where inflating stopped.
+enum Pump {
+    /// The budget of this call is spent and work is left.
+    Paused,
+    /// Everything handed over is inflated; the frame goes on.
+    Drained,
+    /// The frame ended; `true` if it ended its message.
+    FrameEnded(bool),
 }
 
 /// A WebSocket connection after the opening handshake, without I/O.
@@ -227,7 +277,8 @@ struct FrameInProgress {
 /// [`Connection::handle_bytes`]), send with the `send_*` and [`Connection::close`] methods,
 /// take bytes to write with [`Connection::poll_transmit`], events with
 /// [`Connection::poll_event`], and drive timers with [`Connection::handle_timeout`] at
-/// [`Connection::poll_timeout`].
+/// [`Connection::poll_timeout`]. With permessage-deflate negotiated, build it with
+/// [`Connection::with_deflate`].
 #[derive(Debug)]
 pub struct Connection {
     config: ConnectionConfig,
@@ -245,6 +296,8 @@ pub struct Connection {
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Box<DeflateState>>,
 }
 
 impl Connection {
@@ -266,7 +319,56 @@ impl Connection {
             next_ping,
             pong_deadline: None,
             close_deadline: None,
+            deflate: None,
         }
+    }
+
+    /// [`Connection::new`] with permessage-deflate (RFC 7692) as negotiated in the handshake
+    /// ([`crate::deflate`]); `None` is [`Connection::new`].
+    ///
+    /// Sent text and binary messages are compressed (RSV1 on their first frame; not when 8
+    /// window bits were agreed for our direction, see [`crate::deflate`]), control frames
+    /// never. A received message whose first frame has RSV1 is inflated and delivered
+    /// decompressed ([`DataChunk`] says how its lengths read); RSV1 on a control or
+    /// continuation frame fails the connection with 1002, data that does not inflate with
+    /// 1007.
+    pub fn with_deflate(config: ConnectionConfig, deflate: Option<NegotiatedDeflate>, now: Instant) -> Self {
+        let mut conn = Connection::new(config, now);
+        if let Some(params) = deflate {
+            let ours = conn.config.role;
+            let theirs = match ours {
+                Role::Client => Role::Server,
+                Role::Server => Role::Client,
+            };
+            conn.decoder.allow_rsv(RSV1);
+            conn.deflate = Some(Box::new(DeflateState {
+                deflater: Deflater::new(
+                    params.window_bits(ours),
+                    params.compression_level,
+                    params.no_context_takeover(ours),
+                ),
+                inflater: Inflater::new(params.no_context_takeover(theirs)),
+                params,
+                sending: None,
+                receiving: false,
+                pending: BytesMut::new(),
+            }));
+        }
+        conn
+    }
+
+    /// The permessage-deflate parameters in force, if it was negotiated.
+    pub fn deflate(&self) -> Option<&NegotiatedDeflate> {
+        self.deflate.as_ref().map(|d| &d.params)
+    }
+
+    /// Decompressed bytes held back, not yet in an event: at most `max_chunk` plus one
+    /// inflate step (32 KiB). With [`Connection::process_message`], a call inflates at most
+    /// about `max(max_chunk, 32 KiB)` bytes before it returns, so that a compressed
+    /// message, whose size is not bounded by what was read, waits in the compressed input
+    /// until the caller has taken the events.
+    pub fn inflated_pending_len(&self) -> usize {
+        self.deflate.as_ref().map_or(0, |d| d.pending.len())
     }
 
     /// The configuration in force.
@@ -289,6 +391,9 @@ impl Connection {
     /// reserve at least this much in [`Connection::read_buf`] so that a large chunk is
     /// read into one allocation.
     pub fn read_hint(&self) -> usize {
+        if self.inflating() {
+            return 0;
+        }
         self.decoder.next_item_len().saturating_sub(self.rx.len())
     }
 
@@ -307,8 +412,23 @@ impl Connection {
     /// out. Returns `true` when it stopped at such a boundary with input left, so that a
     /// caller can act on the events (e.g. reply to the message) before anything later is
     /// decoded: a protocol error in the next frame then cannot overtake the reply.
+    ///
+    /// A compressed message also stops it, with `true`, once it has inflated about
+    /// `max(max_chunk, 32 KiB)` bytes and has more to inflate: its decompressed size is not
+    /// bounded by what was read, so the rest waits, compressed, until the caller has taken
+    /// the events and calls again.
     pub fn process_message(&mut self, now: Instant) -> bool {
+        let mut budget = self.config.max_chunk.max(INFLATE_STEP);
         while self.state.decodes() {
+            if self.inflating() {
+                match self.pump_inflate(&mut budget) {
+                    Ok(Pump::Paused) => return true,
+                    Ok(Pump::FrameEnded(true)) => return !self.rx.is_empty(),
+                    Ok(Pump::Drained | Pump::FrameEnded(false)) => {}
+                    Err(err) => self.fail(err, now, false),
+                }
+                continue;
+            }
             match self.decoder.decode(&mut self.rx) {
                 Ok(Some(item)) => match self.on_item(item, now) {
                     Ok(true) => return !self.rx.is_empty(),
@@ -322,6 +442,7 @@ impl Connection {
         }
         if !self.state.decodes() {
             self.rx.clear();
+            self.stop_inflating();
         }
         false
     }
@@ -333,6 +454,11 @@ impl Connection {
     /// every payload byte received is reported, as the ESP client reports what each read
     /// returned. The start of a header or of a control frame is dropped. Then the
     /// connection is [`ConnectionState::Failed`], unless the closing handshake completed.
+    ///
+    /// Of a compressed message, what the received bytes inflate to is handed out, the last
+    /// chunk not ending its frame. This does not pause as [`Connection::process_message`]
+    /// does: it is bounded by `max_message_len`, and without one by what those bytes
+    /// inflate to (DEFLATE expands at most about 1000 times).
     pub fn handle_eof(&mut self, now: Instant) {
         self.drain_received(now);
         if self.state != State::Closed {
@@ -343,7 +469,14 @@ impl Connection {
     /// Decodes everything left in the receive buffer as input that has ended (see
     /// [`Connection::handle_eof`]), then drops what cannot be decoded.
     fn drain_received(&mut self, now: Instant) {
+        let mut budget = usize::MAX;
         while self.state.decodes() {
+            if self.inflating() {
+                if let Err(err) = self.pump_inflate(&mut budget) {
+                    self.fail(err, now, false);
+                }
+                continue;
+            }
             match self.decoder.decode_eof(&mut self.rx) {
                 Ok(Some(item)) => {
                     if let Err(err) = self.on_item(item, now) {
@@ -354,7 +487,15 @@ impl Connection {
                 Err(err) => self.fail(err, now, true),
             }
         }
+        // What an unfinished compressed frame inflated to, as a last chunk that does not
+        // end the frame.
+        if self.state.decodes() && !self.state.drops_data() {
+            while self.inflated_pending_len() > 0 {
+                self.emit_inflated(self.config.max_chunk.max(1), false);
+            }
+        }
         self.rx.clear();
+        self.stop_inflating();
     }
 
     /// Fails the connection for `err`: strict mode queues a close frame with its code and
@@ -393,11 +534,19 @@ impl Connection {
     /// Sends one frame exactly as given: any opcode, any FIN, any length, nothing checked.
     /// A close frame sent this way does not start the closing handshake (as with the
     /// firmware's `AT+WSSEND` opcode 8).
+    ///
+    /// With permessage-deflate ([`Connection::with_deflate`]) a text or binary frame starts
+    /// a compressed message (RSV1 set, its payload compressed with a sync flush) and
+    /// continuation frames continue it; FIN ends it (the flush's `00 00 ff ff` removed).
+    /// Control frames and reserved opcodes still go out as given.
     pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
-        self.write_frame(opcode, fin, payload);
+        match self.compress(opcode, fin, payload) {
+            Some((rsv, data)) => self.tx.push_frame(opcode, fin, rsv, self.mask(), &data, None),
+            None => self.write_frame(opcode, fin, payload),
+        }
         Ok(())
     }
 
@@ -408,12 +557,20 @@ impl Connection {
         if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
-        self.tx.push_frame(opcode, fin, self.mask(), payload, Some(payload));
+        match self.compress(opcode, fin, payload) {
+            Some((rsv, data)) => {
+                let data = Bytes::from(data);
+                self.tx.push_frame(opcode, fin, rsv, self.mask(), &data, Some(&data));
+            }
+            None => self.tx.push_frame(opcode, fin, 0, self.mask(), payload, Some(payload)),
+        }
         Ok(())
     }
 
     /// Sends `payload` split into frames of at most `frame_size` bytes, the ESP client's
     /// way: `opcode` on the first frame, continuations after, FIN on the last if `fin`.
+    /// With permessage-deflate, the payload is compressed first and the compressed bytes
+    /// are split (RSV1 on the first frame only).
     pub fn send_fragmented(
         &mut self,
         opcode: OpCode,
@@ -424,10 +581,35 @@ impl Connection {
         if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
+        if let Some((rsv, data)) = self.compress(opcode, fin, payload) {
+            for (i, f) in fragments(opcode, &data, fin, frame_size).enumerate() {
+                let rsv = if i == 0 { rsv } else { 0 };
+                self.tx.push_frame(f.opcode, f.fin, rsv, self.mask(), f.payload, None);
+            }
+            return Ok(());
+        }
         for f in fragments(opcode, payload, fin, frame_size) {
             self.write_frame(f.opcode, f.fin, f.payload);
         }
         Ok(())
+    }
+
+    /// With permessage-deflate, a data frame's compressed payload and RSV bits; `None` for
+    /// a frame that goes out as given (no extension, a control frame or reserved opcode, a
+    /// message not compressed).
+    fn compress(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Option<(u8, Vec<u8>)> {
+        let d = self.deflate.as_mut()?;
+        let (compressed, first) = match opcode {
+            OpCode::TEXT | OpCode::BINARY => (d.deflater.compresses(), true),
+            OpCode::CONTINUATION => (d.sending == Some(true), false),
+            _ => return None,
+        };
+        d.sending = (!fin).then_some(compressed);
+        if !compressed {
+            return None;
+        }
+        let rsv = if first { RSV1 } else { 0 };
+        Some((rsv, d.deflater.compress(payload, fin)))
     }
 
     /// Starts the closing handshake with `code` (none sends an empty close frame) and
@@ -529,12 +711,175 @@ impl Connection {
         }
     }
 
-    /// Handles one decoded item; `Ok(true)` when a message or control frame ended.
+    /// Handles one decoded item; `Ok(true)` when a message or control frame ended. A
+    /// compressed frame's payload and end go to the inflater, and [`Connection::pump_inflate`]
+    /// reports its end.
     fn on_item(&mut self, item: Item, now: Instant) -> Result<bool, ProtocolError> {
         match item {
             Item::Start(header) => self.on_frame_start(header, now).map(|()| false),
             Item::Payload(data) => self.on_payload(data).map(|()| false),
-            Item::End => self.on_frame_end(now),
+            Item::End => {
+                if let (Some(frame), Some(d)) = (self.frame.as_mut(), self.deflate.as_mut()) {
+                    if frame.compressed {
+                        frame.end_due = true;
+                        if frame.header.fin && !self.state.drops_data() {
+                            d.inflater.push(Bytes::from_static(&TAIL));
+                        }
+                        return Ok(false);
+                    }
+                }
+                self.on_frame_end(now)
+            }
+        }
+    }
+
+    /// A compressed frame has work left: input to inflate, or its end to report.
+    fn inflating(&self) -> bool {
+        match (&self.frame, &self.deflate) {
+            (Some(frame), Some(d)) => frame.compressed && (frame.end_due || d.inflater.busy()),
+            _ => false,
+        }
+    }
+
+    /// Inflates what the current compressed frame handed over, a step at a time, while
+    /// `budget` (decompressed bytes) lasts; then ends the frame if its end was decoded.
+    fn pump_inflate(&mut self, budget: &mut usize) -> Result<Pump, ProtocolError> {
+        loop {
+            let Some(d) = self.deflate.as_mut() else {
+                return Ok(Pump::Drained);
+            };
+            if d.inflater.busy() {
+                if *budget == 0 {
+                    return Ok(Pump::Paused);
+                }
+                let start = d.pending.len();
+                let (produced, inflated) = d.inflater.step(&mut d.pending);
+                *budget = budget.saturating_sub(produced);
+                // What inflated before bad data is delivered before the error.
+                if let Err(err) = self.on_inflated(start, produced).and(inflated) {
+                    self.stop_inflating();
+                    return Err(err);
+                }
+                continue;
+            }
+            if self.frame.as_ref().is_some_and(|f| f.end_due) {
+                return self.end_compressed_frame().map(Pump::FrameEnded);
+            }
+            return Ok(Pump::Drained);
+        }
+    }
+
+    /// Takes `produced` new decompressed bytes at `pending[start..]`: counts them against
+    /// the message limit (a step that passes it is cut at the limit, so that where it fails
+    /// does not depend on how the input was cut), checks text, hands out full chunks.
+    fn on_inflated(&mut self, start: usize, produced: usize) -> Result<(), ProtocolError> {
+        if produced == 0 {
+            return Ok(());
+        }
+        let mut accepted = produced;
+        let mut too_big = None;
+        self.message_len = self.message_len.saturating_add(produced as u64);
+        if let Some(max) = self.config.max_message_len.filter(|&max| self.message_len > max) {
+            // The excess is at most this step (the previous one was within the limit).
+            let excess = usize::try_from(self.message_len - max).unwrap_or(usize::MAX);
+            accepted = produced.saturating_sub(excess);
+            too_big = Some(ProtocolError::MessageTooBig(max));
+        }
+        let text = self
+            .frame
+            .as_ref()
+            .is_some_and(|f| f.message_opcode == Some(OpCode::TEXT));
+        if let Some(d) = self.deflate.as_mut() {
+            d.pending.truncate(start + accepted);
+            if self.config.strict && text {
+                self.utf8
+                    .feed(&d.pending[start..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        loop {
+            let (held, max) = (self.inflated_pending_len(), self.config.max_chunk.max(1));
+            // A chunk goes out once something follows it: a full one, or under
+            // `ChunkPolicy::Eager` all but the last byte.
+            let n = if held > max {
+                max
+            } else if self.config.chunk_policy == ChunkPolicy::Eager && held > 1 {
+                held - 1
+            } else {
+                break;
+            };
+            self.emit_inflated(n, false);
+        }
+        too_big.map_or(Ok(()), Err)
+    }
+
+    /// Hands out the next `n` held-back decompressed bytes as a chunk of the current frame;
+    /// `last` makes it the frame's last chunk (its length known).
+    fn emit_inflated(&mut self, n: usize, last: bool) {
+        let (Some(d), Some(frame)) = (self.deflate.as_mut(), self.frame.as_mut()) else {
+            return;
+        };
+        let n = n.min(d.pending.len());
+        // A small chunk is copied rather than split off: split off, it would keep the whole
+        // inflate buffer (a step, 32 KiB, or more) alive for as long as the application
+        // holds it, and the next step would need a new buffer.
+        let data = if n.saturating_mul(8) < d.pending.capacity() {
+            let data = Bytes::copy_from_slice(&d.pending[..n]);
+            d.pending.advance(n);
+            data
+        } else {
+            d.pending.split_to(n).freeze()
+        };
+        let len = data.len() as u64;
+        let chunk = DataChunk {
+            opcode: frame.header.opcode,
+            message_opcode: frame.message_opcode,
+            fin: frame.header.fin,
+            payload_len: if last {
+                frame.offset + len
+            } else {
+                DataChunk::UNKNOWN_LEN
+            },
+            offset: frame.offset,
+            data,
+        };
+        frame.offset += len;
+        if !self.state.drops_data() {
+            self.events.push_back(Event::Data(chunk));
+        }
+    }
+
+    /// A compressed frame is inflated to its end: its last chunk (what is held back, or an
+    /// empty chunk for a frame that inflated to nothing), and the end of its message.
+    /// `Ok(true)` if it ended the message.
+    fn end_compressed_frame(&mut self) -> Result<bool, ProtocolError> {
+        let max = self.config.max_chunk.max(1);
+        while self.inflated_pending_len() > max {
+            self.emit_inflated(max, false);
+        }
+        self.emit_inflated(max, true);
+        let Some(frame) = self.frame.take() else {
+            return Ok(false);
+        };
+        if !frame.header.fin {
+            return Ok(false);
+        }
+        if let Some(d) = self.deflate.as_mut() {
+            d.inflater.end_message();
+            d.receiving = false;
+        }
+        if self.config.strict && frame.message_opcode == Some(OpCode::TEXT) {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(true)
+    }
+
+    /// Drops the compressed input and decompressed bytes not handed out (the connection
+    /// stops decoding, or failed on them).
+    fn stop_inflating(&mut self) {
+        if let Some(d) = self.deflate.as_mut() {
+            d.inflater.clear();
+            d.pending.clear();
         }
     }
 
@@ -545,6 +890,21 @@ impl Connection {
             }
         }
         let op = header.opcode;
+        let mut compressed = false;
+        if let Some(d) = self.deflate.as_ref() {
+            let rsv1 = header.rsv & RSV1 != 0;
+            if rsv1 && op.is_control() {
+                return Err(ProtocolError::CompressedControl(op));
+            }
+            if rsv1 && op == OpCode::CONTINUATION {
+                return Err(ProtocolError::CompressedContinuation);
+            }
+            compressed = match op {
+                OpCode::TEXT | OpCode::BINARY => rsv1,
+                OpCode::CONTINUATION => self.message.is_some() && d.receiving,
+                _ => false,
+            };
+        }
         let message_opcode = if op.is_control() {
             Some(op)
         } else if op == OpCode::CONTINUATION {
@@ -566,10 +926,16 @@ impl Connection {
             self.message = if header.fin { None } else { message_opcode };
             if op != OpCode::CONTINUATION {
                 self.message_len = 0;
+                if let Some(d) = self.deflate.as_mut() {
+                    d.receiving = compressed;
+                }
             }
-            self.message_len = self.message_len.saturating_add(header.payload_len);
-            if let Some(max) = self.config.max_message_len.filter(|&max| self.message_len > max) {
-                return Err(ProtocolError::MessageTooBig(max));
+            // A compressed message counts its decompressed bytes, as they come.
+            if !compressed {
+                self.message_len = self.message_len.saturating_add(header.payload_len);
+                if let Some(max) = self.config.max_message_len.filter(|&max| self.message_len > max) {
+                    return Err(ProtocolError::MessageTooBig(max));
+                }
             }
         }
         self.frame = Some(FrameInProgress {
@@ -577,6 +943,8 @@ impl Connection {
             message_opcode,
             offset: 0,
             control_payload: None,
+            compressed,
+            end_due: false,
         });
         Ok(())
     }
@@ -588,6 +956,12 @@ impl Connection {
         };
         if frame.header.opcode.is_control() {
             frame.control_payload = Some(data);
+            return Ok(());
+        }
+        if frame.compressed {
+            if let Some(d) = self.deflate.as_mut().filter(|_| !self.state.drops_data()) {
+                d.inflater.push(data);
+            }
             return Ok(());
         }
         if strict && frame.message_opcode == Some(OpCode::TEXT) {
@@ -675,7 +1049,7 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        self.tx.push_frame(opcode, fin, self.mask(), payload, None);
+        self.tx.push_frame(opcode, fin, 0, self.mask(), payload, None);
     }
 
     /// A fresh masking key for a client's frame; none for a server's.
@@ -686,6 +1060,9 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod deflate_tests;
 
 #[cfg(test)]
 mod tests {

@@ -85,6 +85,8 @@ enum State {
 pub struct FrameDecoder {
     config: DecoderConfig,
     state: State,
+    /// RSV bits a negotiated extension gives a meaning (RSV1 for permessage-deflate).
+    allowed_rsv: u8,
 }
 
 impl FrameDecoder {
@@ -96,12 +98,27 @@ impl FrameDecoder {
                 ..config
             },
             state: State::Header,
+            allowed_rsv: 0,
         }
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &DecoderConfig {
         &self.config
+    }
+
+    /// Lets the RSV bits in `rsv` (the low three bits, RSV1 = `0b100`) through strict
+    /// validation: a negotiated extension gives them a meaning, and its user checks where
+    /// they may appear (permessage-deflate: RSV1 on the first frame of a data message only,
+    /// which [`crate::Connection`] enforces). Other RSV bits still fail with
+    /// [`ProtocolError::ReservedBits`].
+    pub fn allow_rsv(&mut self, rsv: u8) {
+        self.allowed_rsv = rsv & 0b111;
+    }
+
+    /// The RSV bits [`FrameDecoder::allow_rsv`] let through.
+    pub fn allowed_rsv(&self) -> u8 {
+        self.allowed_rsv
     }
 
     /// How many bytes the next item needs in `buf` before it can be decoded: the whole
@@ -217,7 +234,7 @@ impl FrameDecoder {
         if !self.config.strict {
             return Ok(());
         }
-        if h.rsv != 0 {
+        if h.rsv & !self.allowed_rsv != 0 {
             return Err(ProtocolError::ReservedBits(h.rsv));
         }
         if h.opcode.is_reserved() {
@@ -345,6 +362,27 @@ mod tests {
             let got = dec.decode(&mut BytesMut::from(&bytes[..]));
             assert_eq!(got, Err(err.clone()), "{bytes:02x?}");
             assert_eq!(err.close_code(), 1002);
+        }
+    }
+
+    /// A negotiated extension's RSV bits pass strict validation; the others still fail.
+    #[test]
+    fn allowed_rsv_bits_pass_strict_validation() {
+        let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+        dec.allow_rsv(0b100);
+        assert_eq!(dec.allowed_rsv(), 0b100);
+        let mut buf = BytesMut::from(&[0xC1, 0x01, b'x', 0xC9, 0x00][..]);
+        let items = drain(&mut dec, &mut buf).expect("RSV1 allowed");
+        assert!(matches!(items[0], Item::Start(FrameHeader { rsv: 0b100, .. })));
+        assert!(
+            matches!(items[3], Item::Start(FrameHeader { rsv: 0b100, .. })),
+            "checked by its user"
+        );
+        for bad in [0xE1u8, 0xD1, 0xA1] {
+            let mut dec = FrameDecoder::new(config(1024, ChunkPolicy::Full, true));
+            dec.allow_rsv(0b100);
+            let err = dec.decode(&mut BytesMut::from(&[bad, 0x00][..]));
+            assert_eq!(err, Err(ProtocolError::ReservedBits((bad >> 4) & 0b111)), "{bad:#x}");
         }
     }
 

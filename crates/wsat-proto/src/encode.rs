@@ -18,8 +18,25 @@ pub fn encode_frame<B: BufMut + AsMut<[u8]>>(
     mask: Option<[u8; 4]>,
     payload: &[u8],
 ) {
+    encode_frame_rsv(out, opcode, fin, 0, mask, payload);
+}
+
+/// [`encode_frame`] with RSV bits (the low three bits of `rsv`, RSV1 = `0b100`; RSV1 marks
+/// a permessage-deflate message's first frame).
+pub fn encode_frame_rsv<B: BufMut + AsMut<[u8]>>(
+    out: &mut B,
+    opcode: OpCode,
+    fin: bool,
+    rsv: u8,
+    mask: Option<[u8; 4]>,
+    payload: &[u8],
+) {
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader::new(fin, opcode, mask, payload.len() as u64).encode_to_array(&mut header);
+    let n = FrameHeader {
+        rsv: rsv & 0b111,
+        ..FrameHeader::new(fin, opcode, mask, payload.len() as u64)
+    }
+    .encode_to_array(&mut header);
     out.put_slice(&header[..n]);
     let start = out.as_mut().len();
     out.put_slice(payload);
@@ -104,5 +121,8 @@ mod tests {
         let mut raw = Vec::new();
         encode_frame(&mut raw, OpCode::from_bits(0xB), false, None, b"x");
         assert_eq!(raw, [0x0B, 0x01, b'x']);
+        let mut compressed = Vec::new();
+        encode_frame_rsv(&mut compressed, OpCode::TEXT, true, 0b100, None, b"x");
+        assert_eq!(compressed, [0xC1, 0x01, b'x']);
     }
 }

@@ -53,17 +53,30 @@ pub enum ProtocolError {
     /// A frame longer than the configured limit.
     #[error("frame of {0} bytes exceeds the configured limit")]
     FrameTooBig(u64),
-    /// A message longer than the configured limit.
+    /// A message longer than the configured limit. For a compressed message, its
+    /// decompressed length, found while inflating.
     #[error("message exceeds the configured limit of {0} bytes")]
     MessageTooBig(u64),
+    /// RSV1 (permessage-deflate's "compressed") on a control frame.
+    #[error("{0} frame with RSV1 set")]
+    CompressedControl(OpCode),
+    /// RSV1 on a continuation frame: only a message's first frame carries it.
+    #[error("continuation frame with RSV1 set")]
+    CompressedContinuation,
+    /// A compressed message whose data does not inflate.
+    #[error("compressed message is not valid DEFLATE data: {0}")]
+    InvalidCompressedData(String),
 }
 
 impl ProtocolError {
-    /// The close code RFC 6455 §7.4.1 prescribes for this failure: 1007 for bad UTF-8,
+    /// The close code RFC 6455 §7.4.1 prescribes for this failure: 1007 for bad UTF-8 and
+    /// for compressed data that does not inflate (data inconsistent with the message),
     /// 1009 for size limits, 1002 for everything else.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => 1007,
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::InvalidCompressedData(_) => 1007,
             ProtocolError::FrameTooBig(_) | ProtocolError::MessageTooBig(_) => 1009,
             _ => 1002,
         }

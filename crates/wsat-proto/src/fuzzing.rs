@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::compression::INFLATE_STEP;
+use crate::deflate::{self, DeflateConfig, NegotiatedDeflate};
 use crate::handshake::{self, ClientHandshake, HandshakeRequest, HandshakeResponse};
-use crate::{ChunkPolicy, Connection, ConnectionConfig, ConnectionState, Event, OpCode, Role};
+use crate::{ChunkPolicy, Connection, ConnectionConfig, ConnectionState, DataChunk, Event, OpCode, Role};
 
 /// Largest header (2 + 8 + 4 bytes): what the decoder may hold back besides a chunk or a
 /// control payload.
@@ -15,7 +17,8 @@ const MAX_HEADER: usize = 14;
 /// Steps after which the rest of the wire is fed at once (keeps every run fast).
 const MAX_STEPS: usize = 4096;
 
-/// One frame as seen in a connection's event stream: its chunks joined.
+/// One frame as seen in a connection's event stream: its chunks joined, and the payload
+/// length its last chunk gave (a compressed frame's is known only there).
 #[derive(Debug, PartialEq, Eq)]
 struct SeenFrame {
     opcode: OpCode,
@@ -42,11 +45,11 @@ fn frames_until_cut(events: &[Event]) -> Vec<SeenFrame> {
                 payload_len: c.payload_len,
                 data: c.data.to_vec(),
             }),
-            Event::Data(c) => frames
-                .last_mut()
-                .expect("chunk of a started frame")
-                .data
-                .extend_from_slice(&c.data),
+            Event::Data(c) => {
+                let frame = frames.last_mut().expect("chunk of a started frame");
+                frame.data.extend_from_slice(&c.data);
+                frame.payload_len = c.payload_len;
+            }
             Event::CloseReceived(_) | Event::Closed => {}
             Event::ProtocolError(_) | Event::PongTimeout | Event::CloseTimeout => break,
         }
@@ -56,14 +59,15 @@ fn frames_until_cut(events: &[Event]) -> Vec<SeenFrame> {
 
 /// All events of a one-shot decode of `wire` (every byte at once, then the end of the
 /// input, no timers) under `config`.
-fn one_shot(config: &ConnectionConfig, wire: &[u8]) -> Vec<Event> {
+fn one_shot(config: &ConnectionConfig, deflate: &Option<NegotiatedDeflate>, wire: &[u8]) -> Vec<Event> {
     let t0 = Instant::now();
-    let mut c = Connection::new(
+    let mut c = Connection::with_deflate(
         ConnectionConfig {
             ping_interval: None,
             pong_timeout: None,
             ..config.clone()
         },
+        deflate.clone(),
         t0,
     );
     c.handle_bytes(wire, t0);
@@ -75,8 +79,9 @@ fn one_shot(config: &ConnectionConfig, wire: &[u8]) -> Vec<Event> {
 /// fed to a [`Connection`] interleaved with timer calls.
 ///
 /// Input: `flags, max_chunk - 1, n, schedule[n], wire...`. `flags`: bit 0 strict, bit 1 eager
-/// chunks, bit 2 server role, bit 3 keepalive timers, bit 4 a 300-byte frame limit, bit 5 ping
-/// restarts on receive. Each schedule byte is one step, cycled until the wire is used up:
+/// chunks, bit 2 server role, bit 3 keepalive timers, bit 4 a 300-byte frame limit (and a
+/// 700-byte message limit), bit 5 ping restarts on receive, bit 6 permessage-deflate
+/// negotiated (RSV1 frames are inflated), bit 7 with no context takeover either way. Each schedule byte is one step, cycled until the wire is used up:
 /// `0b11tttttt` runs the timers `t` × 250 ms later, otherwise `0bmmllllll` feeds the next `l`
 /// bytes (0 = an empty feed) through `handle_bytes` (`m` = 0), `read_buf` + `process` (1) or
 /// `read_buf` + `process_message` until it returns false (2). After the wire, the input ends
@@ -85,8 +90,9 @@ fn one_shot(config: &ConnectionConfig, wire: &[u8]) -> Vec<Event> {
 /// Checked: no panic; data chunks are at most `max_chunk` bytes (control frames come whole, at
 /// most 125, or `max_chunk` when lenient), lie within their frame and follow each other without
 /// gaps; the receive buffer never holds more than was fed, and while the stream is parsed, no
-/// more than one header plus one chunk or control payload; what was delivered matches a
-/// one-shot decode of the same bytes (see [`check_against_one_shot`]).
+/// more than one header plus one chunk or control payload; decompressed bytes held back are at
+/// most one chunk plus one inflate step; what was delivered matches a one-shot decode of the
+/// same bytes (see [`check_against_one_shot`]).
 pub fn frame_decoder(data: &[u8]) {
     let [flags, chunk, n, rest @ ..] = data else {
         return;
@@ -111,10 +117,17 @@ pub fn frame_decoder(data: &[u8]) {
         close_timeout: Duration::from_secs(2),
         echo_close_code: strict,
     };
+    let deflate = (flags & 64 != 0).then(|| NegotiatedDeflate {
+        server_no_context_takeover: flags & 128 != 0,
+        client_no_context_takeover: flags & 128 != 0,
+        server_max_window_bits: None,
+        client_max_window_bits: None,
+        compression_level: 1,
+    });
     let max_control = config.decoder_config().max_control_len() as usize;
     let t0 = Instant::now();
     let mut now = t0;
-    let mut conn = Connection::new(config.clone(), now);
+    let mut conn = Connection::with_deflate(config.clone(), deflate.clone(), now);
     let mut events = Vec::new();
     let (mut fed, mut sent) = (0usize, 0usize);
     let mut pos = 0;
@@ -177,6 +190,11 @@ pub fn frame_decoder(data: &[u8]) {
                 "{buffered} bytes buffered with max_chunk {max_chunk}"
             );
         }
+        let inflated = conn.inflated_pending_len();
+        assert!(
+            inflated <= max_chunk + INFLATE_STEP,
+            "{inflated} decompressed bytes held back"
+        );
         // Replies (pongs, pings, one close) are bounded by what came in plus a frame per step.
         assert!(sent <= 2 * fed + 256 * steps, "{sent} bytes sent for {fed} received");
     }
@@ -190,11 +208,12 @@ pub fn frame_decoder(data: &[u8]) {
     );
     events.extend(std::iter::from_fn(|| conn.poll_event()));
     check_chunks(&events, max_chunk, max_control);
-    check_against_one_shot(&config, wire, &events);
+    check_against_one_shot(&config, &deflate, wire, &events);
 }
 
 /// Chunk sizes and offsets: each data chunk ≤ `max_chunk`, each control payload ≤
-/// `max_control`, within its frame, contiguous.
+/// `max_control`, within its frame, contiguous; a frame's payload length is the same on every
+/// chunk, or (compressed) unknown until its last.
 fn check_chunks(events: &[Event], max_chunk: usize, max_control: usize) {
     let mut open: Option<(OpCode, bool, u64, u64)> = None; // opcode, fin, payload_len, next offset
     let mut failing = false;
@@ -217,7 +236,11 @@ fn check_chunks(events: &[Event], max_chunk: usize, max_control: usize) {
         assert!(len > 0 || c.payload_len == 0, "empty chunk of a non-empty frame: {c:?}");
         match open {
             Some((op, fin, plen, next)) if c.offset != 0 => {
-                assert_eq!((c.opcode, c.fin, c.payload_len, c.offset), (op, fin, plen, next), "gap");
+                assert_eq!((c.opcode, c.fin, c.offset), (op, fin, next), "gap");
+                assert!(
+                    c.payload_len == plen || plen == DataChunk::UNKNOWN_LEN,
+                    "payload length changed: {c:?}"
+                );
             }
             Some(_) => assert!(failing, "frame cut short: {c:?}"),
             None => assert_eq!(c.offset, 0, "chunk without the start of its frame: {c:?}"),
@@ -238,15 +261,21 @@ fn check_chunks(events: &[Event], max_chunk: usize, max_control: usize) {
 ///   differ;
 /// * either: frame by frame, up to the first protocol error, a prefix of what a lenient one-shot
 ///   decode with unlimited chunks delivers (lenient, because it also delivers the frame whose
-///   payload a strict run rejects part-way), and the whole frame once the split run finished it;
+///   payload a strict run rejects part-way), and the whole frame once the split run finished it
+///   (a compressed frame's length, too, is compared only then);
 ///   without an error or a timer, everything that decode delivers, the bytes received of an
 ///   unfinished last frame included.
-fn check_against_one_shot(config: &ConnectionConfig, wire: &[u8], events: &[Event]) {
+fn check_against_one_shot(
+    config: &ConnectionConfig,
+    deflate: &Option<NegotiatedDeflate>,
+    wire: &[u8],
+    events: &[Event],
+) {
     let timer = events
         .iter()
         .position(|e| matches!(e, Event::PongTimeout | Event::CloseTimeout));
     let split = &events[..timer.unwrap_or(events.len())];
-    let same = one_shot(config, wire);
+    let same = one_shot(config, deflate, wire);
     let comparable = |evs: &[Event]| -> Vec<Event> {
         if config.chunk_policy == ChunkPolicy::Full && timer.is_none() {
             return evs.to_vec();
@@ -273,10 +302,14 @@ fn check_against_one_shot(config: &ConnectionConfig, wire: &[u8], events: &[Even
         chunk_policy: ChunkPolicy::Eager,
         ..config.clone()
     };
-    let reference = frames_until_cut(&one_shot(&lenient, wire));
+    let reference = frames_until_cut(&one_shot(&lenient, deflate, wire));
     assert!(frames.len() <= reference.len(), "{frames:?}\nvs one-shot {reference:?}");
     for (s, r) in frames.iter().zip(&reference) {
-        assert_eq!((s.opcode, s.fin, s.payload_len), (r.opcode, r.fin, r.payload_len));
+        assert_eq!((s.opcode, s.fin), (r.opcode, r.fin));
+        // A compressed frame's length is known only once the split run has finished it.
+        if s.payload_len != DataChunk::UNKNOWN_LEN {
+            assert_eq!(s.payload_len, r.payload_len);
+        }
         assert!(r.data.starts_with(&s.data), "{s:?}\nis no prefix of {r:?}");
         if s.complete() {
             assert_eq!(s, r);
@@ -322,15 +355,17 @@ fn incremental<T, E>(buf: &[u8], seed: u8, parse: impl Fn(&[u8]) -> Result<Optio
 /// upgrade request ([`handshake::parse_request`]).
 ///
 /// Input: `flags, seed, http...`. `flags` bit 0: parse a request (else a response); bit 1:
-/// strict. The response is checked against the RFC 6455 example key, with subprotocols `chat`
-/// and `superchat` offered.
+/// strict; bit 2: the client offers permessage-deflate (default parameters). The response is
+/// checked against the RFC 6455 example key, with subprotocols `chat` and `superchat` offered.
 ///
 /// Checked: no panic; parsing growing prefixes (cut by `seed`) gives "need more" until the
 /// one-shot answer, which it then gives identically, at a prefix that contains the whole head;
-/// an accepted response's head ends in a line break and the frames after it can be decoded;
-/// an accepted request round-trips: the 101 built for it passes the strict client check of a
-/// client with the same key and subprotocols, and a request built from its parts parses back
-/// to the same target, key and subprotocols.
+/// an accepted response's head ends in a line break, its permessage-deflate parameters can be
+/// taken, and the frames after it can be decoded (inflated, with deflate); an accepted
+/// request round-trips: the 101 built for it (with the permessage-deflate offer a server
+/// accepts, if any) passes the strict client check of a client with the same key,
+/// subprotocols and deflate offer, both agree on the deflate parameters, and a request built
+/// from its parts parses back to the same target, key and subprotocols.
 pub fn handshake(data: &[u8]) {
     let [flags, seed, buf @ ..] = data else {
         return;
@@ -338,11 +373,11 @@ pub fn handshake(data: &[u8]) {
     if flags & 1 != 0 {
         check_request(buf, *seed);
     } else {
-        check_response(buf, *seed, flags & 2 != 0);
+        check_response(buf, *seed, flags & 2 != 0, flags & 4 != 0);
     }
 }
 
-fn check_response(buf: &[u8], seed: u8, strict: bool) {
+fn check_response(buf: &[u8], seed: u8, strict: bool, offer_deflate: bool) {
     let hs = ClientHandshake::with_key(
         &HandshakeRequest {
             target: "/chat".into(),
@@ -351,6 +386,7 @@ fn check_response(buf: &[u8], seed: u8, strict: bool) {
             subprotocol: Some("chat, superchat".into()),
             authorization: None,
             headers: Vec::new(),
+            deflate: offer_deflate.then(DeflateConfig::default),
         },
         RFC_KEY.into(),
     );
@@ -359,15 +395,20 @@ fn check_response(buf: &[u8], seed: u8, strict: bool) {
         Some(end) => assert_eq!(hs.parse_response(&buf[..end], strict), all, "prefix of {end} bytes"),
         None => assert_eq!(all, Ok(None)),
     }
-    if let Ok(Some(HandshakeResponse::Accepted { head_len, .. })) = all {
+    if let Ok(Some(HandshakeResponse::Accepted { head_len, headers, .. })) = all {
         assert!(
             head_len <= buf.len() && buf[head_len - 1] == b'\n',
             "head_len {head_len}"
         );
+        let deflate = hs
+            .negotiated_deflate(&headers)
+            .expect("an accepted response's extensions");
+        assert!(offer_deflate || deflate.is_none());
         // Frames piggybacked on the 101 go to the connection, as the client does.
         let t0 = Instant::now();
-        let mut conn = Connection::new(
+        let mut conn = Connection::with_deflate(
             ConnectionConfig::esp_firmware(64, Duration::from_secs(10), Duration::from_secs(10)),
+            deflate,
             t0,
         );
         conn.handle_bytes(&buf[head_len..], t0);
@@ -385,7 +426,20 @@ fn check_request(buf: &[u8], seed: u8) {
         return;
     };
     assert!(req.head_len <= buf.len() && buf[req.head_len - 1] == b'\n');
-    // A client offering the same subprotocols accepts the 101 built for this request.
+    // The deflate offer a default server takes, and the client that made it.
+    let server = DeflateConfig::default();
+    let agreed = req.deflate(&server);
+    let offer = agreed.as_ref().map(|agreed| {
+        req.headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+            .flat_map(|(_, value)| deflate::parse_offers(value))
+            .filter_map(Result::ok)
+            .find(|offer| server.answer(offer) == *agreed)
+            .expect("the accepted offer is among the offers")
+    });
+    // A client offering the same subprotocols (and deflate offer) accepts the 101 built for
+    // this request.
     let client_req = HandshakeRequest {
         target: req.target.clone(),
         host: "h".into(),
@@ -393,13 +447,32 @@ fn check_request(buf: &[u8], seed: u8) {
         subprotocol: (!req.subprotocols.is_empty()).then(|| req.subprotocols.join(", ")),
         authorization: None,
         headers: Vec::new(),
+        deflate: offer.clone(),
     };
     let client = ClientHandshake::with_key(&client_req, req.key.clone());
     let chosen = req.subprotocols.first().map(String::as_str);
-    let resp = handshake::accept_response(&req.key, chosen);
+    let extensions = agreed.as_ref().map(NegotiatedDeflate::response);
+    let resp = handshake::accept_response_with_extensions(&req.key, chosen, extensions.as_deref());
     match client.parse_response(&resp, true) {
-        Ok(Some(HandshakeResponse::Accepted { subprotocol, .. })) => {
+        Ok(Some(HandshakeResponse::Accepted {
+            subprotocol, headers, ..
+        })) => {
             assert_eq!(subprotocol.as_deref(), chosen);
+            let seen = client.negotiated_deflate(&headers).expect("own deflate response");
+            match (&seen, &agreed, &offer) {
+                (None, None, _) => {}
+                (Some(seen), Some(agreed), Some(offer)) => {
+                    assert_eq!(seen.window_bits(Role::Server), agreed.window_bits(Role::Server));
+                    assert_eq!(
+                        seen.window_bits(Role::Client),
+                        agreed
+                            .window_bits(Role::Client)
+                            .min(offer.client_max_window_bits.unwrap_or(15))
+                    );
+                    assert_eq!(seen.server_no_context_takeover, agreed.server_no_context_takeover);
+                }
+                other => panic!("deflate disagreement: {other:?}"),
+            }
         }
         other => panic!("own 101 refused: {other:?}"),
     }

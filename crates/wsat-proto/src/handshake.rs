@@ -5,6 +5,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+use crate::deflate::{DeflateConfig, ExtensionError, NegotiatedDeflate};
 use crate::uri::WsUri;
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -59,6 +60,11 @@ pub struct HandshakeRequest {
     pub authorization: Option<String>,
     /// Extra headers, sent in this order as `name: value` (the value verbatim).
     pub headers: Vec<(String, String)>,
+    /// Offer permessage-deflate (RFC 7692) with these parameters: the request carries
+    /// `Sec-WebSocket-Extensions: ` [`DeflateConfig::offer`], and the response's extensions
+    /// are checked against the offer ([`ClientHandshake::parse_response`]). `None` offers
+    /// no extension.
+    pub deflate: Option<DeflateConfig>,
 }
 
 /// The ESP client's User-Agent, which the firmware sends.
@@ -79,6 +85,7 @@ impl HandshakeRequest {
             subprotocol: None,
             authorization,
             headers: Vec::new(),
+            deflate: None,
         }
     }
 
@@ -136,9 +143,16 @@ pub enum HandshakeError {
     /// The server chose a subprotocol we did not offer.
     #[error("server chose subprotocol {0:?}, which was not offered")]
     UnexpectedSubprotocol(String),
-    /// The server enabled an extension we did not ask for.
+    /// The server enabled an extension we did not ask for (no extension was offered).
     #[error("server enabled extensions {0:?} that were not requested")]
     UnexpectedExtensions(String),
+    /// The server's answer to our permessage-deflate offer cannot be accepted (RFC 7692
+    /// §5): another extension, permessage-deflate twice, an unknown, repeated or invalid
+    /// parameter, a window we did not allow or above the offered one, or a parameter we
+    /// asked for missing. The client must fail the connection:
+    /// [`HandshakeError::close_code`].
+    #[error("unacceptable permessage-deflate response: {0}")]
+    Extension(#[from] ExtensionError),
     /// The response head exceeded the size limit.
     #[error("response head larger than {0} bytes")]
     TooLarge(usize),
@@ -152,6 +166,18 @@ impl HandshakeError {
             HandshakeError::RedirectWithoutLocation(s) => Some(*s),
             HandshakeError::Malformed(_) | HandshakeError::TooLarge(_) => None,
             _ => Some(101),
+        }
+    }
+
+    /// The close code to fail the connection with when the server's 101 is refused for its
+    /// extensions: 1010 (RFC 6455 §7.4.1, "the server didn't return the extension the client
+    /// needs"; RFC 6455 §4.1 and RFC 7692 §5 have the client fail the WebSocket connection).
+    /// The connection is not a WebSocket for us yet, so a client may as well just close
+    /// TCP; one that sends a close frame first uses this code. `None` for other errors.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            HandshakeError::Extension(_) | HandshakeError::UnexpectedExtensions(_) => Some(1010),
+            _ => None,
         }
     }
 }
@@ -187,6 +213,7 @@ pub struct ClientHandshake {
     key: String,
     request: Vec<u8>,
     offered: Vec<String>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl ClientHandshake {
@@ -197,7 +224,8 @@ impl ClientHandshake {
 
     /// Builds the request with a given key (for tests and reproducible transcripts).
     /// Header order is the ESP client's: Connection, Host, User-Agent, Upgrade, Version,
-    /// Key, then Protocol, Authorization and the extra headers.
+    /// Key, then Protocol, Extensions (permessage-deflate, when offered), Authorization and
+    /// the extra headers.
     pub fn with_key(req: &HandshakeRequest, key: String) -> Self {
         let mut r = format!(
             "GET {} HTTP/1.1\r\nConnection: Upgrade\r\nHost: {}\r\n",
@@ -212,6 +240,9 @@ impl ClientHandshake {
         if let Some(p) = &req.subprotocol {
             r.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
         }
+        if let Some(d) = &req.deflate {
+            r.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", d.offer()));
+        }
         if let Some(a) = &req.authorization {
             r.push_str(&format!("Authorization: {a}\r\n"));
         }
@@ -223,12 +254,28 @@ impl ClientHandshake {
             key,
             request: r.into_bytes(),
             offered: req.offered_subprotocols(),
+            deflate: req.deflate.clone(),
         }
     }
 
     /// Our `Sec-WebSocket-Key`.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The permessage-deflate parameters the server agreed to, from the headers of an
+    /// accepted response ([`HandshakeResponse::Accepted`]): give them to
+    /// [`crate::Connection::with_deflate`]. `Ok(None)` when we offered nothing or the
+    /// server declined; an error for a response [`ClientHandshake::parse_response`] refuses
+    /// (so after it accepted, this cannot fail).
+    pub fn negotiated_deflate(
+        &self,
+        headers: &[(String, String)],
+    ) -> Result<Option<NegotiatedDeflate>, HandshakeError> {
+        match &self.deflate {
+            None => Ok(None),
+            Some(config) => Ok(config.accept_response(values(headers, "Sec-WebSocket-Extensions"))?),
+        }
     }
 
     /// The request bytes to send.
@@ -238,7 +285,10 @@ impl ClientHandshake {
 
     /// Checks the server's answer at the start of `buf`; `Ok(None)` until the whole head
     /// has arrived. `strict` checks everything RFC 6455 §4.1 asks of a client; lenient
-    /// checks only what the ESP client checks (a status line and the accept value).
+    /// checks only what the ESP client checks (a status line and the accept value). When
+    /// permessage-deflate was offered, the response's extensions are checked in either
+    /// mode ([`HandshakeError::Extension`]); take the agreed parameters with
+    /// [`ClientHandshake::negotiated_deflate`].
     pub fn parse_response(&self, buf: &[u8], strict: bool) -> Result<Option<HandshakeResponse>, HandshakeError> {
         let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut raw);
@@ -296,9 +346,17 @@ impl ClientHandshake {
                     return Err(HandshakeError::UnexpectedSubprotocol(p.clone()));
                 }
             }
-            if let Some(ext) = get("Sec-WebSocket-Extensions").find(|v| !v.is_empty()) {
-                return Err(HandshakeError::UnexpectedExtensions(ext.to_owned()));
+        }
+        match &self.deflate {
+            Some(_) => {
+                self.negotiated_deflate(&headers)?;
             }
+            None if strict => {
+                if let Some(ext) = get("Sec-WebSocket-Extensions").find(|v| !v.is_empty()) {
+                    return Err(HandshakeError::UnexpectedExtensions(ext.to_owned()));
+                }
+            }
+            None => {}
         }
         Ok(Some(HandshakeResponse::Accepted {
             status,
@@ -322,6 +380,16 @@ pub struct ServerRequest {
     pub headers: Vec<(String, String)>,
     /// Bytes of the request head; anything after it is frame data.
     pub head_len: usize,
+}
+
+impl ServerRequest {
+    /// The permessage-deflate offer `config` accepts among the request's
+    /// `Sec-WebSocket-Extensions` headers ([`DeflateConfig::accept_offers`]), or `None`. Answer
+    /// with [`accept_response_with_extensions`] and [`NegotiatedDeflate::response`], and
+    /// build the connection with [`crate::Connection::with_deflate`].
+    pub fn deflate(&self, config: &DeflateConfig) -> Option<NegotiatedDeflate> {
+        config.accept_offers(values(&self.headers, "Sec-WebSocket-Extensions"))
+    }
 }
 
 /// Why a server refuses an upgrade request.
@@ -375,12 +443,21 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<ServerRequest>, RequestError> 
 
 /// The `101 Switching Protocols` answer to `key`, choosing `subprotocol` if given.
 pub fn accept_response(key: &str, subprotocol: Option<&str>) -> Vec<u8> {
+    accept_response_with_extensions(key, subprotocol, None)
+}
+
+/// [`accept_response`] enabling `extensions` (a `Sec-WebSocket-Extensions` value, e.g.
+/// [`NegotiatedDeflate::response`]).
+pub fn accept_response_with_extensions(key: &str, subprotocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         accept_key(key)
     );
     if let Some(p) = subprotocol {
         r.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    if let Some(e) = extensions {
+        r.push_str(&format!("Sec-WebSocket-Extensions: {e}\r\n"));
     }
     r.push_str("\r\n");
     r.into_bytes()
@@ -527,6 +604,109 @@ mod tests {
             check(lenient, true),
             Err(HandshakeError::Status { status: 200, .. })
         ));
+    }
+
+    #[test]
+    fn a_deflate_offer_goes_after_the_subprotocols_and_its_answer_is_checked() {
+        let mut req = request();
+        req.deflate = Some(DeflateConfig {
+            server_max_window_bits: Some(10),
+            ..DeflateConfig::default()
+        });
+        let hs = ClientHandshake::with_key(&req, KEY.into());
+        let text = String::from_utf8(hs.request().to_vec()).expect("ascii");
+        assert!(
+            text.contains(
+                "Sec-WebSocket-Protocol: chat, superchat\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; server_max_window_bits=10\r\n\
+                 Authorization: "
+            ),
+            "{text}"
+        );
+        for strict in [true, false] {
+            // Accepted, with the parameters to build the connection with.
+            let ok = ok_response("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n");
+            let Ok(Some(HandshakeResponse::Accepted { headers, .. })) = hs.parse_response(ok.as_bytes(), strict) else {
+                panic!("refused")
+            };
+            let agreed = hs.negotiated_deflate(&headers).expect("valid").expect("accepted");
+            assert_eq!(agreed.server_max_window_bits, Some(9));
+            // Declined: no extension, no deflate.
+            let Ok(Some(HandshakeResponse::Accepted { headers, .. })) =
+                hs.parse_response(ok_response("").as_bytes(), strict)
+            else {
+                panic!("refused")
+            };
+            assert_eq!(hs.negotiated_deflate(&headers), Ok(None));
+            // Refused, in either mode: the client fails the connection with 1010.
+            for (bad, err) in [
+                (
+                    "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=11\r\n",
+                    ExtensionError::WindowAboveOffer {
+                        name: "server_max_window_bits",
+                        offered: 10,
+                        got: 11,
+                    },
+                ),
+                (
+                    "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+                    ExtensionError::MissingParameter("server_max_window_bits"),
+                ),
+                (
+                    "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n\
+                     Sec-WebSocket-Extensions: x-other\r\n",
+                    ExtensionError::NotOffered("x-other".into()),
+                ),
+            ] {
+                let got = hs.parse_response(ok_response(bad).as_bytes(), strict);
+                assert_eq!(got, Err(HandshakeError::Extension(err)), "{bad}");
+                assert_eq!(got.unwrap_err().close_code(), Some(1010));
+            }
+        }
+        // Without an offer: refused when strict (1010 as well), ignored when lenient.
+        let plain = ClientHandshake::with_key(&request(), KEY.into());
+        let with_ext = ok_response("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        let err = plain.parse_response(with_ext.as_bytes(), true).unwrap_err();
+        assert_eq!(err.close_code(), Some(1010));
+        let Ok(Some(HandshakeResponse::Accepted { headers, .. })) = plain.parse_response(with_ext.as_bytes(), false)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(plain.negotiated_deflate(&headers), Ok(None));
+        assert_eq!(HandshakeError::MissingUpgrade.close_code(), None);
+    }
+
+    /// A server reads offers from several header lines, picks one, and answers with it.
+    #[test]
+    fn a_server_answers_the_offer_it_picks() {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\
+             Sec-WebSocket-Extensions: x-webkit-deflate-frame, permessage-deflate; bogus\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; server_no_context_takeover\r\n\r\n"
+        );
+        let req = parse_request(request.as_bytes()).expect("valid").expect("complete");
+        let agreed = req.deflate(&DeflateConfig::default()).expect("accepted");
+        assert_eq!(agreed.response(), "permessage-deflate; server_no_context_takeover");
+        let resp = accept_response_with_extensions(&req.key, None, Some(&agreed.response()));
+        assert!(String::from_utf8(resp)
+            .expect("ascii")
+            .ends_with("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"));
+        assert_eq!(
+            accept_response(&req.key, None),
+            accept_response_with_extensions(&req.key, None, None)
+        );
+        // No offer: nothing to accept.
+        let plain = parse_request(
+            ClientHandshake::with_key(
+                &HandshakeRequest::for_uri(&WsUri::parse("ws://x/").expect("valid")),
+                KEY.into(),
+            )
+            .request(),
+        )
+        .expect("valid")
+        .expect("complete");
+        assert_eq!(plain.deflate(&DeflateConfig::default()), None);
     }
 
     #[test]

@@ -12,14 +12,18 @@
 //! - [`Utf8Validator`], [`close`]: incremental text validation and close-frame rules.
 //! - [`handshake`], [`uri`]: the opening handshake (client and server side) and
 //!   `ws://`/`wss://` URIs as the ESP client parses them.
+//! - [`deflate`]: permessage-deflate (RFC 7692): its negotiation in the handshake; the
+//!   compression runs in the [`Connection`] ([`Connection::with_deflate`]).
 //! - [`Connection`]: the connection state machine (fragmentation and UTF-8 checks,
 //!   automatic pong, ping interval and pong timeout, the closing handshake).
 //! - [`MessageAssembler`]: whole-message delivery on top of the chunk stream.
 #![forbid(unsafe_code)]
 
 pub mod close;
+mod compression;
 mod connection;
 mod decode;
+pub mod deflate;
 pub mod encode;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -37,6 +41,7 @@ mod utf8;
 pub use close::CloseFrame;
 pub use connection::{Connection, ConnectionConfig, ConnectionState, DataChunk, Event, Role};
 pub use decode::{ChunkPolicy, DecoderConfig, FrameDecoder, Item};
+pub use deflate::{DeflateConfig, NegotiatedDeflate};
 pub use error::{ProtocolError, SendError};
 pub use header::FrameHeader;
 pub use message::{Message, MessageAssembler};

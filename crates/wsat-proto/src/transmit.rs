@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::encode::encode_frame;
+use crate::encode::encode_frame_rsv;
 use crate::header::MAX_HEADER_LEN;
 use crate::mask::apply_mask;
 use crate::{FrameHeader, OpCode};
@@ -44,12 +44,13 @@ pub(crate) struct TransmitQueue {
 }
 
 impl TransmitQueue {
-    /// Queues one frame. `shared`, when given, is `payload` itself: a large masked payload
-    /// is then kept by reference (see [`DEFER_MASK_MIN`]).
+    /// Queues one frame with the RSV bits `rsv`. `shared`, when given, is `payload` itself:
+    /// a large masked payload is then kept by reference (see [`DEFER_MASK_MIN`]).
     pub(crate) fn push_frame(
         &mut self,
         opcode: OpCode,
         fin: bool,
+        rsv: u8,
         mask: Option<[u8; 4]>,
         payload: &[u8],
         shared: Option<&Bytes>,
@@ -58,7 +59,11 @@ impl TransmitQueue {
         match (mask, shared) {
             (Some(key), Some(shared)) if shared.len() >= DEFER_MASK_MIN => {
                 let mut header = [0u8; MAX_HEADER_LEN];
-                let n = FrameHeader::new(fin, opcode, Some(key), shared.len() as u64).encode_to_array(&mut header);
+                let n = FrameHeader {
+                    rsv,
+                    ..FrameHeader::new(fin, opcode, Some(key), shared.len() as u64)
+                }
+                .encode_to_array(&mut header);
                 self.tail.extend_from_slice(&header[..n]);
                 self.segments.push_back(Segment::Encoded(self.tail.split()));
                 self.segments.push_back(Segment::Masked {
@@ -71,7 +76,7 @@ impl TransmitQueue {
             _ => {
                 let before = self.tail.len();
                 self.tail.reserve(MAX_HEADER_LEN + payload.len());
-                encode_frame(&mut self.tail, opcode, fin, mask, payload);
+                encode_frame_rsv(&mut self.tail, opcode, fin, rsv, mask, payload);
                 self.end += (self.tail.len() - before) as u64;
             }
         }
@@ -87,7 +92,7 @@ impl TransmitQueue {
             self.tail.truncate(start);
         }
         let start = self.tail.len();
-        self.push_frame(OpCode::PONG, true, mask, payload, None);
+        self.push_frame(OpCode::PONG, true, 0, mask, payload, None);
         self.replaceable_pong = Some(start);
     }
 
@@ -187,8 +192,8 @@ mod tests {
         let mut eager = TransmitQueue::default();
         let mut expected = Vec::new();
         for (opcode, payload) in frames {
-            deferred.push_frame(opcode, true, Some(key), payload, Some(payload));
-            eager.push_frame(opcode, true, Some(key), payload, None);
+            deferred.push_frame(opcode, true, 0, Some(key), payload, Some(payload));
+            eager.push_frame(opcode, true, 0, Some(key), payload, None);
             let mut masked = payload.to_vec();
             apply_mask_bytewise(&mut masked, key, 0);
             let header = FrameHeader::new(true, opcode, Some(key), payload.len() as u64);
@@ -216,11 +221,11 @@ mod tests {
     fn only_large_masked_payloads_are_deferred() {
         let large = Bytes::from(vec![1u8; DEFER_MASK_MIN]);
         let mut q = TransmitQueue::default();
-        q.push_frame(OpCode::BINARY, true, None, &large, Some(&large));
+        q.push_frame(OpCode::BINARY, true, 0, None, &large, Some(&large));
         let small = Bytes::from(vec![2u8; DEFER_MASK_MIN - 1]);
-        q.push_frame(OpCode::BINARY, true, Some([1, 2, 3, 4]), &small, Some(&small));
+        q.push_frame(OpCode::BINARY, true, 0, Some([1, 2, 3, 4]), &small, Some(&small));
         assert!(q.segments.is_empty());
-        q.push_frame(OpCode::BINARY, true, Some([1, 2, 3, 4]), &large, Some(&large));
+        q.push_frame(OpCode::BINARY, true, 0, Some([1, 2, 3, 4]), &large, Some(&large));
         assert_eq!(q.segments.len(), 2);
     }
 }
