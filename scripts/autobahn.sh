@@ -16,10 +16,13 @@
 #                     example, built before the clock starts)
 #   AUTOBAHN_AGENT    agent name the testee reports and the gate checks (default: wsat)
 #   AUTOBAHN_STREAM   1: the default testee runs with --stream (on `WebSocket`, not `Client`)
+#   AUTOBAHN_DEFLATE  1: the default testee runs with --deflate (offers permessage-deflate), the
+#                     default cases add 12.* and 13.* (compression), and the gate refuses
+#                     UNIMPLEMENTED there too
 #   AUTOBAHN_REPORTS  directory of the report, kosoku's log and summary.md (default:
 #                     autobahn-reports)
-#   AUTOBAHN_CASES    space-separated case globs (default: 1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*;
-#                     Autobahn has no section 8)
+#   AUTOBAHN_CASES    space-separated case globs (default: 1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*,
+#                     plus 12.* 13.* with AUTOBAHN_DEFLATE=1; Autobahn has no section 8)
 #   AUTOBAHN_TIMEOUT  seconds allowed for the whole run (default: 1200)
 #   AUTOBAHN_LENIENT  1: accept NON-STRICT cases (the default gate refuses them)
 #   WSAT_PYTHON       python of the peers venv (default: <repo>/.venv/bin/python, created by
@@ -30,12 +33,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
 
 agent="${AUTOBAHN_AGENT:-wsat}"
-cases="${AUTOBAHN_CASES:-1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*}"
+default_cases="1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*"
+gate_flags=()
+testee_flags=()
+[[ "${AUTOBAHN_STREAM:-}" == 1 ]] && testee_flags+=(--stream)
+if [[ "${AUTOBAHN_DEFLATE:-}" == 1 ]]; then
+    testee_flags+=(--deflate)
+    default_cases="$default_cases 12.* 13.*"
+    gate_flags+=(--no-unimplemented)
+fi
+cases="${AUTOBAHN_CASES:-$default_cases}"
 budget="${AUTOBAHN_TIMEOUT:-1200}"
 reports="${AUTOBAHN_REPORTS:-autobahn-reports}"
 outdir="$reports/clients"
-testee_flags=()
-[[ "${AUTOBAHN_STREAM:-}" == 1 ]] && testee_flags=(--stream)
 
 if [[ -z "${WSAT_PYTHON:-}" ]]; then
     scripts/venv.sh
@@ -162,7 +172,7 @@ strict=(--strict)
 [[ "${AUTOBAHN_LENIENT:-}" == 1 ]] && strict=()
 # The gate's result line names the agent, so that test.sh's summary tells the two runs apart.
 "$py" scripts/autobahn_gate.py "$outdir/index.json" --agent "$agent" --expect-cases "$expect" \
-    --markdown "$reports/summary.md" "${strict[@]}" |
+    --markdown "$reports/summary.md" "${strict[@]}" "${gate_flags[@]}" |
     sed "s/^\(autobahn: [0-9]* passed, [0-9]* failed\)\$/\1 (agent $agent)/" || gate_rc=$?
 [[ -f "$outdir/index.html" ]] && echo "autobahn: HTML report: $root/$outdir/index.html"
 

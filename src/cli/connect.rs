@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use wsat_client::{Client, ClientConfig, ClientError, Delivery, Event, OpCode, Proxy, Reconnect, Verification};
+use wsat_client::{
+    Client, ClientConfig, ClientError, DeflateConfig, Delivery, Event, OpCode, Proxy, Reconnect, Verification,
+};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -89,6 +91,12 @@ pub struct ConnectArgs {
     /// proxy at all.
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
+    /// Do not offer permessage-deflate (RFC 7692). By default it is offered
+    /// (`permessage-deflate; client_max_window_bits`) as browsers do; what the server
+    /// agreed is printed on stderr as `extensions: ...`. A compressed message counts its
+    /// inflated size against --max-message while it is inflated.
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
@@ -110,6 +118,7 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         .map_or(Reconnect::Disabled, |ms| Reconnect::Fixed(Duration::from_millis(ms)));
     c.max_redirects = args.max_redirects;
     c.allow_insecure_redirect = args.allow_insecure_redirect;
+    c.compression = (!args.no_deflate).then(DeflateConfig::default);
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     c.tls.ca_pem = args.ca.as_ref().map(read).transpose()?;
     c.tls.client_cert_pem = args.cert.as_ref().map(read).transpose()?;
@@ -155,6 +164,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                     match &info.subprotocol {
                         Some(p) => eprintln!("connected to {} (subprotocol {p})", info.uri),
                         None => eprintln!("connected to {}", info.uri),
+                    }
+                    if let Some(deflate) = &info.deflate {
+                        eprintln!("extensions: {}", deflate.response());
                     }
                 }
                 Some(Event::Message(m)) => {

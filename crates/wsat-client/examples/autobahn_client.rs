@@ -1,24 +1,38 @@
 //! Autobahn TestSuite testee: the standard client loop against a fuzzing server.
 //!
-//! `cargo run --release -p wsat-client --example autobahn_client -- [--stream] ws://127.0.0.1:9001 AGENT`
+//! `cargo run --release -p wsat-client --example autobahn_client -- [--stream] [--deflate] ws://127.0.0.1:9001 AGENT`
 //!
 //! Asks `/getCaseCount`, runs every `/runCase?case=N&agent=AGENT` echoing each text and
 //! binary message with its type, then `/updateReports?agent=AGENT`. The client runs strict
 //! (RFC 6455 validation), with chunks handed out as they arrive so invalid UTF-8 fails
 //! fast, and whole-message delivery. By default on [`Client`] (a background task, events);
 //! with `--stream` on [`WebSocket`] (`recv` and `send` in this task), the same
-//! configuration.
+//! configuration. `--deflate` offers permessage-deflate (`permessage-deflate;
+//! client_max_window_bits; client_no_context_takeover`: the server may then limit our window
+//! and take its own context over, which covers Autobahn's sections 12 and 13); without it
+//! nothing is offered.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wsat_client::{ChunkPolicy, Client, ClientConfig, ClientError, Delivery, Event, Reconnect, WebSocket};
+use wsat_client::{
+    ChunkPolicy, Client, ClientConfig, ClientError, DeflateConfig, Delivery, Event, Reconnect, WebSocket,
+};
 
 const CASE_BOUND: Duration = Duration::from_secs(120);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Whether `--deflate` was given (set once, before the first connection).
+static DEFLATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 fn config(uri: String) -> ClientConfig {
     let mut c = ClientConfig::new(uri);
+    if DEFLATE.get() == Some(&true) {
+        c.compression = Some(DeflateConfig {
+            client_no_context_takeover: true,
+            ..DeflateConfig::default()
+        });
+    }
     c.reconnect = Reconnect::Disabled;
     c.ping_interval = None;
     c.pong_timeout = None;
@@ -80,15 +94,18 @@ async fn run_stream(uri: String, echo: bool) -> Result<Vec<String>, ClientError>
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let mut stream = false;
+    let mut deflate = false;
     while let Some(flag) = args.next_if(|a| a.starts_with("--")) {
         match flag.as_str() {
             "--stream" => stream = true,
+            "--deflate" => deflate = true,
             other => {
-                eprintln!("autobahn_client: unknown flag {other} (known: --stream)");
+                eprintln!("autobahn_client: unknown flag {other} (known: --stream, --deflate)");
                 return ExitCode::FAILURE;
             }
         }
     }
+    DEFLATE.set(deflate).expect("set once");
     let base = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let agent = args.next().unwrap_or_else(|| "wsat".into());
     let session = |uri: String, echo: bool| async move {

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use wsat_proto::handshake::{basic_auth, HandshakeRequest};
 use wsat_proto::uri::{UriError, WsUri};
-use wsat_proto::ChunkPolicy;
+use wsat_proto::{ChunkPolicy, DeflateConfig};
 
 use crate::proxy::Proxy;
 use crate::tls::TlsConfig;
@@ -204,6 +204,13 @@ pub struct ClientConfig {
     /// password go to the proxy only: they are not part of the upgrade request, and
     /// `Debug`, logs and errors never show the password.
     pub proxy: Option<Proxy>,
+    /// Offer permessage-deflate (RFC 7692) with these parameters; default `None`, as the ESP
+    /// client never offers it. The server may decline (the connection is then uncompressed)
+    /// or accept ([`crate::Connected::deflate`] says what was agreed); an answer that breaks
+    /// RFC 7692 §5 fails the upgrade ([`crate::ClientError::Handshake`], close code 1010).
+    /// Compressed messages count their inflated bytes against the message limit while they
+    /// are inflated, so a compression bomb ends with 1009, not with memory.
+    pub compression: Option<DeflateConfig>,
 }
 
 /// A TCP connection on its way: what a [`Connector`] returns.
@@ -274,6 +281,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_event_bytes", &self.max_event_bytes)
             .field("connector", &self.connector.as_ref().map(|_| "custom"))
             .field("proxy", &self.proxy)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -316,6 +324,7 @@ impl ClientConfig {
             max_event_bytes: 4 << 20,
             connector: None,
             proxy: None,
+            compression: None,
         }
     }
 
@@ -368,6 +377,7 @@ impl ClientConfig {
         req.user_agent = self.user_agent.clone();
         req.subprotocol = self.subprotocol.clone();
         req.headers = self.headers.clone();
+        req.deflate = self.compression.clone();
         req
     }
 }

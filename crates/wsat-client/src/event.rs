@@ -1,6 +1,6 @@
 //! What a client reports: the ESP client's events, richer.
 
-use wsat_proto::{DataChunk, Message};
+use wsat_proto::{DataChunk, Message, NegotiatedDeflate};
 
 use crate::ClientError;
 
@@ -30,6 +30,9 @@ pub struct Connected {
     pub subprotocol: Option<String>,
     /// The response headers, in order.
     pub headers: Vec<(String, String)>,
+    /// The permessage-deflate parameters in force, when it was offered
+    /// ([`crate::ClientConfig::compression`]) and the server accepted; `None`: uncompressed.
+    pub deflate: Option<NegotiatedDeflate>,
 }
 
 /// Why a connection ended abnormally ([`Event::Disconnected`]).

@@ -90,4 +90,4 @@ pub use tls::{TlsConfig, Verification};
 pub use transport::Stream as MaybeTlsStream;
 pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};
 pub use wsat_proto::close::CloseFrame;
-pub use wsat_proto::{ChunkPolicy, DataChunk, Message, OpCode};
+pub use wsat_proto::{ChunkPolicy, DataChunk, DeflateConfig, Message, NegotiatedDeflate, OpCode};

@@ -6,9 +6,10 @@ use std::time::Instant;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
+use wsat_proto::encode::encode_frame;
 use wsat_proto::handshake::{ClientHandshake, HandshakeResponse};
 use wsat_proto::uri::WsUri;
-use wsat_proto::{Connection, ConnectionConfig, Role};
+use wsat_proto::{close, Connection, ConnectionConfig, OpCode, Role};
 
 use crate::config::{ClientConfig, Delivery, Target};
 use crate::event::Connected;
@@ -90,7 +91,9 @@ pub(crate) async fn connect_with_protocol(
                 },
                 mut buf,
             ) => {
-                let mut connection = Connection::new(protocol, Instant::now());
+                // parse_response has checked the extensions already: this cannot fail.
+                let deflate = handshake.negotiated_deflate(&headers)?;
+                let mut connection = Connection::with_deflate(protocol, deflate.clone(), Instant::now());
                 let _ = buf.split_to(head_len);
                 connection.read_buf().extend_from_slice(&buf);
                 let info = Connected {
@@ -98,6 +101,7 @@ pub(crate) async fn connect_with_protocol(
                     status,
                     subprotocol,
                     headers,
+                    deflate,
                 };
                 return Ok(Upgraded {
                     stream,
@@ -127,6 +131,20 @@ pub(crate) async fn connect_with_protocol(
             }
         }
     }
+}
+
+/// A masked close frame with `code` and no reason, as a client sends it.
+fn close_frame(code: u16) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8);
+    let mask = rand::random::<[u8; 4]>();
+    encode_frame(
+        &mut frame,
+        OpCode::CLOSE,
+        true,
+        Some(mask),
+        &close::encode_payload(code, ""),
+    );
+    frame
 }
 
 /// `uri` as events and errors show it: scheme, `Host` and request target, without
@@ -161,8 +179,18 @@ async fn exchange(
             .map_err(|e| ClientError::io("sending the upgrade request", e))?;
         let mut buf = BytesMut::with_capacity(1024);
         loop {
-            if let Some(resp) = handshake.parse_response(&buf, config.strict)? {
-                return Ok((resp, buf));
+            match handshake.parse_response(&buf, config.strict) {
+                Ok(Some(resp)) => return Ok((resp, buf)),
+                Ok(None) => {}
+                Err(err) => {
+                    if let Some(code) = err.close_code() {
+                        // A 101 whose extensions we cannot accept: the server believes the
+                        // connection is open, so tell it why we fail it (RFC 6455 §7.1.7).
+                        let _ = stream.write_all(&close_frame(code)).await;
+                        let _ = stream.flush().await;
+                    }
+                    return Err(err.into());
+                }
             }
             if buf.len() > config.max_response_head {
                 return Err(wsat_proto::handshake::HandshakeError::TooLarge(config.max_response_head).into());

@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsat_proto::close::CloseFrame;
-use wsat_proto::{Connection, ConnectionConfig, ConnectionState, DataChunk, Message, OpCode};
+use wsat_proto::{Connection, ConnectionConfig, ConnectionState, DataChunk, Message, NegotiatedDeflate, OpCode};
 
 use self::core::{Chunks, Core, Discard, Messages};
 use crate::config::{ClientConfig, Delivery};
@@ -118,7 +118,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// TLS and redirect options are for connecting and are ignored. The keepalive timer
     /// starts now.
     pub fn from_upgraded(io: S, config: &ClientConfig, leftover: &[u8]) -> Self {
-        let mut connection = Connection::new(protocol(config), Instant::now());
+        Self::from_upgraded_with_deflate(io, config, leftover, None)
+    }
+
+    /// [`WebSocket::from_upgraded`] for a connection whose handshake agreed on
+    /// permessage-deflate: `deflate` is what the server's response accepted (see
+    /// [`wsat_proto::deflate`]: [`wsat_proto::handshake::ClientHandshake::negotiated_deflate`]
+    /// gives it); `None` is [`WebSocket::from_upgraded`].
+    pub fn from_upgraded_with_deflate(
+        io: S,
+        config: &ClientConfig,
+        leftover: &[u8],
+        deflate: Option<NegotiatedDeflate>,
+    ) -> Self {
+        let mut connection = Connection::with_deflate(protocol(config), deflate, Instant::now());
         connection.read_buf().extend_from_slice(leftover);
         WebSocket {
             core: Core::new(io, connection, config),
