@@ -14,6 +14,7 @@ use common::wsat;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wsat_client::{Client, ClientConfig, ClientError, Event, Reconnect, Verification};
+use wsat_proto::handshake::accept_response;
 use wsat_testkit::events::until;
 use wsat_testkit::frames::{frame_header, server_frame};
 use wsat_testkit::peer::{accept_upgrade, drain, read_request, redirect, ScriptedPeer};
@@ -31,8 +32,13 @@ fn recording_peer() -> (ScriptedPeer, Heads) {
     let peer = ScriptedPeer::start(move |mut tcp, _| {
         let seen = seen.clone();
         async move {
-            let request = accept_upgrade(&mut tcp).await;
+            // Recorded before the 101 goes out: a client that saw `Connected` finds it there.
+            let Some(request) = read_request(&mut tcp).await else {
+                return;
+            };
             seen.lock().expect("heads").push(request.head_text());
+            let key = request.upgrade().expect("an upgrade request").key;
+            tcp.write_all(&accept_response(&key, None)).await.expect("101");
             drain(&mut tcp).await;
         }
     });
