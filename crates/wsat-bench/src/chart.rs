@@ -6,11 +6,16 @@ use std::path::Path;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use super::report::{ratio, Row, RAW};
+use super::report::{ratio, Row, IMPLEMENTATIONS, RAW};
 use super::workload::Workload;
 
-const COLORS: [RGBColor; 5] = [
+/// One per implementation of [`super::report::IMPLEMENTATIONS`], in its order: each wsat
+/// row's `+deflate` twin a lighter shade of it, the raw-tcp rows grey.
+const COLORS: [RGBColor; 8] = [
     RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xae, 0xc7, 0xe8),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xc5, 0xb0, 0xd5),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0x7f, 0x7f, 0x7f),
@@ -61,7 +66,8 @@ pub fn write_svg(rows: &[Row], implementations: &[String], title: &str, path: &P
         .draw()
         .map_err(err)?;
     for (ii, name) in implementations.iter().enumerate() {
-        let color = COLORS[ii % COLORS.len()];
+        let known = IMPLEMENTATIONS.iter().position(|i| i == name);
+        let color = COLORS[known.unwrap_or(ii) % COLORS.len()];
         let bars: Vec<_> = workloads
             .iter()
             .enumerate()

@@ -9,16 +9,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Measure: the same echo workloads through wsat, tokio-tungstenite, fastwebsockets and raw
-/// TCP against one pinned echo server; a table, CSV and a chart (BENCHMARKS.md). With
-/// --modem, the figures of `wsat modem` through its TCP and pty AT ports instead.
+/// Measure: the same echo workloads through wsat (Client and WebSocket, with and without
+/// permessage-deflate), tokio-tungstenite, fastwebsockets and raw TCP against one pinned
+/// echo server; a table, CSV and a chart (BENCHMARKS.md). With --modem, the figures of
+/// `wsat modem` through its TCP and pty AT ports instead.
 #[derive(Debug, Parser)]
 #[command(name = "wsat-bench", version, long_about = None)]
 pub struct BenchArgs {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Every workload briefly: 3 rounds of 0.2 s warm-up + 0.6 s measured (under 3 minutes).
+    /// Every workload briefly: 3 rounds of 0.2 s warm-up + 0.6 s measured (about 2.5 minutes).
     #[arg(long)]
     quick: bool,
     /// Write one CSV row per (workload, implementation) to FILE.
@@ -30,16 +31,16 @@ pub struct BenchArgs {
     /// Rounds; each figure is the median over them (at least 3 recommended).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Workloads as CONNSxSIZExWINDOW, comma-separated.
+    /// Workloads as CONNSxSIZExWINDOW, comma-separated; SIZE as json-SIZE sends JSON-like
+    /// documents of that size (1024 different ones per connection) instead of a byte pattern.
     #[arg(long, default_value = wsat_bench::workload::DEFAULT_WORKLOADS)]
     workloads: String,
-    /// Implementations, comma-separated, among wsat, tokio-tungstenite, fastwebsockets, raw-tcp
-    /// (one write and one exact read per message) and raw-tcp-batched (a window per write,
-    /// every echo that has arrived per read: the ceiling for pipelined workloads).
-    #[arg(
-        long,
-        default_value = "wsat,tokio-tungstenite,fastwebsockets,raw-tcp,raw-tcp-batched"
-    )]
+    /// Implementations, comma-separated, among wsat (wsat_client::Client), wsat-stream
+    /// (wsat_client::WebSocket, split), wsat+deflate and wsat-stream+deflate (the same
+    /// offering permessage-deflate; JSON workloads only), tokio-tungstenite, fastwebsockets,
+    /// raw-tcp (one write and one exact read per message) and raw-tcp-batched (a window per
+    /// write, every echo that has arrived per read: the ceiling for pipelined workloads).
+    #[arg(long, default_value = wsat_bench::report::DEFAULT_IMPLS)]
     impls: String,
     /// Warm-up per measurement, ms (default 1000, --quick 200).
     #[arg(long)]
@@ -77,6 +78,9 @@ pub struct BenchArgs {
     /// Internal: the TCP echo address.
     #[arg(long, hide = true)]
     tcp_addr: Option<String>,
+    /// Internal: the echo server's byte counters.
+    #[arg(long, hide = true)]
+    stats_addr: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -139,6 +143,7 @@ mod imp {
                 workload: *workload,
                 ws_addr,
                 tcp_addr,
+                stats_addr: args.stats_addr,
                 warmup,
                 measure,
             };

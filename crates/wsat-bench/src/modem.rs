@@ -221,6 +221,7 @@ fn measure_round_trips(port: &mut AtClient, modem: &Modem, size: usize, opts: &O
         p99_us: us(99.0),
         cpu_us_per_msg: cpu * 1e6 / n,
         peak_rss_kib: modem.try_memory_kib()?.1 as f64,
+        wire_bytes_per_msg: 0.0,
     })
 }
 
@@ -309,6 +310,7 @@ fn measure_throughput(port: &mut AtClient, modem: &Modem, links: usize, opts: &O
         p99_us: 0.0,
         cpu_us_per_msg: cpu * 1e6 / msgs,
         peak_rss_kib: modem.try_memory_kib()?.1 as f64,
+        wire_bytes_per_msg: 0.0,
     })
 }
 

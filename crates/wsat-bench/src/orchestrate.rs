@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::report::Row;
+use super::report::{runs_on, Row};
 use super::stats::Figures;
 use super::workload::Workload;
 
@@ -83,6 +83,9 @@ pub struct ServerProcess {
     pub ws_addr: String,
     /// TCP echo address.
     pub tcp_addr: String,
+    /// The address that answers the echoes' byte counters (see
+    /// [`super::server::WireCounters`]).
+    pub stats_addr: Option<String>,
 }
 
 impl ServerProcess {
@@ -99,11 +102,14 @@ impl ServerProcess {
         BufReader::new(stdout).read_line(&mut line)?;
         let mut ws_addr = None;
         let mut tcp_addr = None;
+        let mut stats_addr = None;
         for part in line.split_whitespace() {
             if let Some(a) = part.strip_prefix("ws=") {
                 ws_addr = Some(a.to_owned());
             } else if let Some(a) = part.strip_prefix("tcp=") {
                 tcp_addr = Some(a.to_owned());
+            } else if let Some(a) = part.strip_prefix("stats=") {
+                stats_addr = Some(a.to_owned());
             }
         }
         match (ws_addr, tcp_addr) {
@@ -111,6 +117,7 @@ impl ServerProcess {
                 child,
                 ws_addr,
                 tcp_addr,
+                stats_addr,
             }),
             _ => {
                 let _ = child.kill();
@@ -143,12 +150,16 @@ pub fn measure(
     warmup: Duration,
     seconds: Duration,
 ) -> anyhow::Result<Figures> {
-    let mut child = command(&pinning.client, exe)
-        .args(["--client", implementation])
+    let mut cmd = command(&pinning.client, exe);
+    cmd.args(["--client", implementation])
         .args(["--ws-addr", &server.ws_addr, "--tcp-addr", &server.tcp_addr])
         .args(["--workloads", &workload.to_string()])
         .args(["--warmup-ms", &warmup.as_millis().to_string()])
-        .args(["--measure-ms", &seconds.as_millis().to_string()])
+        .args(["--measure-ms", &seconds.as_millis().to_string()]);
+    if let Some(stats) = &server.stats_addr {
+        cmd.args(["--stats-addr", stats]);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -200,8 +211,9 @@ pub struct Options {
     pub measure: Duration,
 }
 
-/// Runs every (round, workload, implementation); each round rotates the implementation
-/// order so that drift hits all alike. Progress goes to stderr.
+/// Runs every (round, workload, implementation) that [`runs_on`] allows (compressing
+/// implementations only on JSON workloads); each round rotates the implementation order so
+/// that drift hits all alike. Progress goes to stderr.
 pub fn compare(exe: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Options) -> anyhow::Result<Vec<Row>> {
     let n = opts.implementations.len();
     let mut samples: Vec<Vec<Vec<Figures>>> = vec![vec![Vec::new(); n]; opts.workloads.len()];
@@ -210,6 +222,9 @@ pub fn compare(exe: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Opt
             for k in 0..n {
                 let ii = (k + round + wi) % n;
                 let name = &opts.implementations[ii];
+                if !runs_on(name, w) {
+                    continue;
+                }
                 let f = match measure(exe, pinning, server, name, *w, opts.warmup, opts.measure) {
                     Ok(f) => f,
                     Err(e) => {
@@ -218,14 +233,15 @@ pub fn compare(exe: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Opt
                     }
                 };
                 eprintln!(
-                    "round {}/{} {w:<12} {name:<18} {:>10.0} msg/s {:>9.1} MB/s p50 {:>8.1} µs p99 {:>8.1} µs cpu {:>7.2} µs/msg",
+                    "round {}/{} {w:<16} {name:<20} {:>10.0} msg/s {:>9.1} MB/s p50 {:>8.1} µs p99 {:>8.1} µs cpu {:>7.2} µs/msg wire {:>9.1} B/msg",
                     round + 1,
                     opts.rounds,
                     f.msgs_per_s,
                     f.mb_per_s,
                     f.p50_us,
                     f.p99_us,
-                    f.cpu_us_per_msg
+                    f.cpu_us_per_msg,
+                    f.wire_bytes_per_msg
                 );
                 samples[wi][ii].push(f);
             }
@@ -234,6 +250,9 @@ pub fn compare(exe: &Path, pinning: &Pinning, server: &ServerProcess, opts: &Opt
     let mut rows = Vec::new();
     for (wi, w) in opts.workloads.iter().enumerate() {
         for (ii, name) in opts.implementations.iter().enumerate() {
+            if !runs_on(name, w) {
+                continue;
+            }
             rows.push(Row {
                 workload: *w,
                 implementation: name.clone(),

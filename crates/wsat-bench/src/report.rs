@@ -5,14 +5,33 @@ use std::fmt::Write as _;
 use super::stats::Figures;
 use super::workload::{format_size, Workload};
 
-/// The implementations compared, in table order.
-pub const IMPLEMENTATIONS: [&str; 5] = [
+/// The implementations compared, in table order. A `+deflate` suffix is the same client
+/// offering permessage-deflate (`ClientConfig::compression`), which the echo server
+/// accepts; those run on JSON workloads only ([`runs_on`]).
+pub const IMPLEMENTATIONS: [&str; 8] = [
     "wsat",
+    "wsat+deflate",
+    "wsat-stream",
+    "wsat-stream+deflate",
     "tokio-tungstenite",
     "fastwebsockets",
     "raw-tcp",
     "raw-tcp-batched",
 ];
+
+/// [`IMPLEMENTATIONS`] as the default of `--impls`.
+pub const DEFAULT_IMPLS: &str =
+    "wsat,wsat+deflate,wsat-stream,wsat-stream+deflate,tokio-tungstenite,fastwebsockets,raw-tcp,raw-tcp-batched";
+
+/// The suffix of an implementation that compresses (permessage-deflate).
+pub const DEFLATE_SUFFIX: &str = "+deflate";
+
+/// Whether `implementation` is measured on `workload`: a compressing one only on JSON
+/// messages (compressing the byte pattern of the other workloads would measure the
+/// compressor on trivial input); every other one everywhere.
+pub fn runs_on(implementation: &str, workload: &Workload) -> bool {
+    !implementation.ends_with(DEFLATE_SUFFIX) || workload.is_json()
+}
 
 /// The reference for ratios: the same bytes over plain TCP, one write and one exact read per
 /// message (the per-message limit of the loopback path; `raw-tcp-batched` shows what
@@ -32,8 +51,10 @@ pub struct Row {
     pub rounds: usize,
 }
 
-/// The CSV header the issue fixes (extra columns come after it).
-pub const CSV_HEADER: &str = "workload,implementation,msgs_per_s,mb_per_s,p50_us,p99_us,cpu_us_per_msg,peak_rss_kib";
+/// The CSV header: the columns the issue fixes, then the extra ones (`wire_bytes_per_msg`:
+/// TCP payload bytes the echo server read and wrote per echoed message).
+pub const CSV_HEADER: &str =
+    "workload,implementation,msgs_per_s,mb_per_s,p50_us,p99_us,cpu_us_per_msg,peak_rss_kib,wire_bytes_per_msg";
 
 /// One CSV line per row, header first.
 pub fn csv(rows: &[Row]) -> String {
@@ -43,7 +64,7 @@ pub fn csv(rows: &[Row]) -> String {
         let f = &r.figures;
         let _ = writeln!(
             out,
-            "{},{},{:.0},{:.2},{:.1},{:.1},{:.3},{:.0}",
+            "{},{},{:.0},{:.2},{:.1},{:.1},{:.3},{:.0},{:.1}",
             r.workload,
             r.implementation,
             f.msgs_per_s,
@@ -51,7 +72,8 @@ pub fn csv(rows: &[Row]) -> String {
             f.p50_us,
             f.p99_us,
             f.cpu_us_per_msg,
-            f.peak_rss_kib
+            f.peak_rss_kib,
+            f.wire_bytes_per_msg
         );
     }
     out
@@ -69,18 +91,24 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
-/// The table for the terminal and BENCHMARKS.md (GitHub markdown).
+/// The table for the terminal and BENCHMARKS.md (GitHub markdown). `wire B/msg` is what
+/// the echo server read and wrote per message, both directions ("-" when not measured).
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| workload | implementation | msgs/s | MB/s | p50 µs | p99 µs | CPU µs/msg | peak RSS MiB | ×raw-tcp | ×wsat |\n",
+        "| workload | implementation | msgs/s | MB/s | p50 µs | p99 µs | CPU µs/msg | wire B/msg | peak RSS MiB | ×raw-tcp | ×wsat |\n",
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let f = &r.figures;
+        let wire = if f.wire_bytes_per_msg > 0.0 {
+            format!("{:.0}", f.wire_bytes_per_msg)
+        } else {
+            "-".to_owned()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {wire} | {:.1} | {} | {} |",
             r.workload,
             r.implementation,
             f.msgs_per_s,
@@ -223,6 +251,7 @@ mod tests {
                 p99_us: 31.5,
                 cpu_us_per_msg: 2.25,
                 peak_rss_kib: 3072.0,
+                wire_bytes_per_msg: 52.0,
             },
             rounds: 3,
         }
@@ -234,7 +263,8 @@ mod tests {
         let text = csv(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("workload,implementation,msgs_per_s,mb_per_s,p50_us,p99_us,cpu_us_per_msg"));
-        assert_eq!(lines[1], "1x20Bx1,wsat,40000,0.80,24.0,31.5,2.250,3072");
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[1], "1x20Bx1,wsat,40000,0.80,24.0,31.5,2.250,3072,52.0");
         assert_eq!(lines.len(), 3);
     }
 
@@ -250,11 +280,29 @@ mod tests {
         assert_eq!(ratio(&rows, &rows[2], RAW), None);
         let t = table(&rows);
         assert!(
-            t.contains("| 1x20Bx1 | wsat | 40000 | 0.8 | 24.0 | 31.5 | 2.25 | 3.0 | 0.80 | 1.00 |"),
+            t.contains("| 1x20Bx1 | wsat | 40000 | 0.8 | 24.0 | 31.5 | 2.25 | 52 | 3.0 | 0.80 | 1.00 |"),
             "{t}"
         );
         assert!(t.contains("| 1x1KiBx1 | wsat | 10 |"), "{t}");
         assert!(t.lines().nth(4).is_some_and(|l| l.ends_with("| - | 1.00 |")), "{t}");
+    }
+
+    #[test]
+    fn the_default_impls_are_all_of_them() {
+        assert_eq!(DEFAULT_IMPLS, IMPLEMENTATIONS.join(","));
+    }
+
+    #[test]
+    fn compressing_implementations_run_on_json_only() {
+        let json: Workload = "1xjson-1KiBx1".parse().expect("workload");
+        let pattern: Workload = "1x1KiBx1".parse().expect("workload");
+        for i in IMPLEMENTATIONS {
+            assert!(runs_on(i, &json), "{i}");
+            assert_eq!(runs_on(i, &pattern), !i.ends_with(DEFLATE_SUFFIX), "{i}");
+        }
+        let mut unmeasured = row("1x20Bx1", "wsat", 1.0);
+        unmeasured.figures.wire_bytes_per_msg = 0.0;
+        assert!(table(&[unmeasured]).contains("| 2.25 | - | 3.0 |"));
     }
 
     #[test]
@@ -266,6 +314,7 @@ mod tests {
             p99_us: 400.0,
             cpu_us_per_msg: 60.0,
             peak_rss_kib: 6144.0,
+            wire_bytes_per_msg: 0.0,
         };
         let rows = [
             ModemRow {

@@ -40,6 +40,10 @@ pub struct Figures {
     pub cpu_us_per_msg: f64,
     /// Peak resident set of the client process, KiB.
     pub peak_rss_kib: f64,
+    /// TCP payload bytes the echo server read and wrote over the measured interval, both
+    /// directions together (frames with their headers and masks, or the raw-tcp bytes),
+    /// per echoed message; 0 when not measured.
+    pub wire_bytes_per_msg: f64,
 }
 
 impl Figures {
@@ -53,14 +57,21 @@ impl Figures {
             p99_us: m(|f| f.p99_us),
             cpu_us_per_msg: m(|f| f.cpu_us_per_msg),
             peak_rss_kib: m(|f| f.peak_rss_kib),
+            wire_bytes_per_msg: m(|f| f.wire_bytes_per_msg),
         }
     }
 
     /// The line a client process prints for the orchestrator.
     pub fn to_line(&self) -> String {
         format!(
-            "RESULT msgs_per_s={} mb_per_s={} p50_us={} p99_us={} cpu_us_per_msg={} peak_rss_kib={}",
-            self.msgs_per_s, self.mb_per_s, self.p50_us, self.p99_us, self.cpu_us_per_msg, self.peak_rss_kib
+            "RESULT msgs_per_s={} mb_per_s={} p50_us={} p99_us={} cpu_us_per_msg={} peak_rss_kib={} wire_bytes_per_msg={}",
+            self.msgs_per_s,
+            self.mb_per_s,
+            self.p50_us,
+            self.p99_us,
+            self.cpu_us_per_msg,
+            self.peak_rss_kib,
+            self.wire_bytes_per_msg
         )
     }
 
@@ -78,6 +89,7 @@ impl Figures {
                 "p99_us" => f.p99_us = v,
                 "cpu_us_per_msg" => f.cpu_us_per_msg = v,
                 "peak_rss_kib" => f.peak_rss_kib = v,
+                "wire_bytes_per_msg" => f.wire_bytes_per_msg = v,
                 _ => return None,
             }
         }
@@ -134,6 +146,7 @@ mod tests {
             p99_us: 40.0,
             cpu_us_per_msg: 3.5,
             peak_rss_kib: 4096.0,
+            wire_bytes_per_msg: 2060.5,
         };
         assert_eq!(Figures::from_line(&f.to_line()), Some(f));
         assert_eq!(Figures::from_line("RESULT nope=1"), None);
