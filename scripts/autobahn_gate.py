@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Gate an Autobahn (kosoku) client report: decide pass/fail and summarise per group.
+"""Gate an Autobahn (kosoku) report: decide pass/fail and summarise per group.
 
 Usage:
     autobahn_gate.py autobahn-reports/clients/index.json --agent wsat
-                     [--expect-cases N] [--markdown FILE]
+                     [--expect-cases N] [--markdown FILE] [--strict] [--no-unimplemented]
+    autobahn_gate.py autobahn-reports/servers/index.json --server [--agent NAME] ...
+
+A client report (kosoku in fuzzingserver mode) is the default; --server reads a server
+report (kosoku in fuzzingclient mode, where the agent is whatever the server under test
+named itself, so --agent may be left out when the report holds one agent) and implies
+--no-unimplemented. --title replaces the Markdown heading.
 
 The index is Autobahn's format, as kosoku writes it:
     { agent: { case_id: {"behavior": ..., "behaviorClose": ..., "remoteCloseCode": ...,
@@ -15,8 +21,9 @@ kosoku also has ERROR, counted as FAILED), except that a passing ``behavior`` wi
 counts as FAILED -- the same rule as kosoku's own ``CaseResult.passed``.
 
 The gate fails (exit 1) on any FAILED case, on UNIMPLEMENTED outside groups 12 and 13
-(permessage-deflate), on an empty report, or when --expect-cases is given and a different
-number of cases was reported. Standard library only.
+(permessage-deflate) -- anywhere with --no-unimplemented or --server --, on NON-STRICT with
+--strict, on an empty report, or when --expect-cases is given and a different number of
+cases was reported. Standard library only.
 """
 
 from __future__ import annotations
@@ -92,9 +99,15 @@ def plain_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[list[str]], agent: str) -> str:
+def default_title(agent: str, server: bool) -> str:
+    if server:
+        return f"Autobahn TestSuite (kosoku fuzzingclient), server `{agent}`:"
+    return f"Autobahn TestSuite (kosoku fuzzingserver), client `{agent}`:"
+
+
+def markdown_table(rows: list[list[str]], title: str) -> str:
     lines = [
-        f"Autobahn TestSuite (kosoku fuzzingserver), client `{agent}`:",
+        title,
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join(["---", "---"] + ["---:"] * (len(HEADER) - 2)) + "|",
@@ -108,12 +121,22 @@ def markdown_table(rows: list[list[str]], agent: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("index", help="path to index.json (e.g. autobahn-reports/clients/index.json)")
-    parser.add_argument("--agent", required=True, help="agent name the testee reported")
+    parser.add_argument("--agent", help="agent name the testee reported (required for a client report; "
+                        "for a server report, the only agent in it when left out)")
     parser.add_argument("--expect-cases", type=int, help="fail unless exactly N cases are reported")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--strict", action="store_true",
                         help="also fail on NON-STRICT cases (wsat's client has none: keep it that way)")
+    parser.add_argument("--no-unimplemented", action="store_true",
+                        help="also fail on UNIMPLEMENTED in 12.*/13.* (permessage-deflate negotiated)")
+    parser.add_argument("--server", action="store_true",
+                        help="a server report (kosoku fuzzingclient): heading says so, implies "
+                        "--no-unimplemented, --agent optional")
+    parser.add_argument("--title", help="the Markdown table's heading (default: names the mode and agent)")
     args = parser.parse_args()
+    if args.agent is None and not args.server:
+        parser.error("--agent is required (unless --server)")
+    no_unimplemented = args.no_unimplemented or args.server
 
     try:
         with open(args.index, encoding="utf-8") as f:
@@ -121,6 +144,11 @@ def main() -> int:
     except FileNotFoundError:
         print(f"autobahn gate: {args.index} not found (did the run finish?)", file=sys.stderr)
         return 1
+    if args.agent is None:
+        if len(index) != 1:
+            print(f"autobahn gate: give --agent; {args.index} has agents {sorted(index)}", file=sys.stderr)
+            return 1
+        args.agent = next(iter(index))
     if args.agent not in index:
         print(
             f"autobahn gate: agent {args.agent!r} not in {args.index}; agents: {sorted(index)}",
@@ -142,6 +170,8 @@ def main() -> int:
         if v == "FAILED":
             failures.append(f"{case_id}: {reason}, remoteCloseCode={entry.get('remoteCloseCode')}"
                             f"  ({os.path.join(report_dir, entry.get('reportfile', '?'))})")
+        elif v == "UNIMPLEMENTED" and no_unimplemented:
+            failures.append(f"{case_id}: UNIMPLEMENTED (refused by --no-unimplemented / --server)")
         elif v == "UNIMPLEMENTED" and group not in UNIMPLEMENTED_ALLOWED:
             failures.append(f"{case_id}: UNIMPLEMENTED outside 12.*/13.*")
 
@@ -155,7 +185,7 @@ def main() -> int:
 
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(markdown_table(rows, args.agent))
+            f.write(markdown_table(rows, args.title or default_title(args.agent, args.server)))
         print(f"autobahn gate: wrote {args.markdown}")
 
     problems = list(failures)

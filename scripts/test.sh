@@ -13,8 +13,11 @@
 #   7. examples    the driver examples of README "Testing your driver", run: cargo run --example
 #                  driver_test (a driver against the in-process modem), and pytest examples/python
 #                  (a Python driver against `wsat modem --tcp --control`, the debug binary)
-#   8. autobahn    scripts/autobahn.sh (kosoku fuzzingserver, cases 1-7, 9, 10; gated), twice:
-#                  on `Client` (agent wsat), then on `WebSocket` (--stream, agent wsat-stream)
+#   8. autobahn    scripts/autobahn.sh (kosoku fuzzingserver, cases 1-7, 9, 10, 12, 13, the client
+#                  offering permessage-deflate; gated: 0 FAILED, 0 NON-STRICT, 0 UNIMPLEMENTED),
+#                  twice: on `Client` (agent wsat), then on `WebSocket` (--stream, agent
+#                  wsat-stream); then scripts/autobahn_server.sh (kosoku fuzzingclient against
+#                  `wsat echo-server`, the same cases and gate)
 # A failing audit (5), example (7) or Autobahn (8) does not stop the later steps; test.sh fails
 # at the end.
 #
@@ -89,7 +92,7 @@ cargo build -p wsat --bin wsat
 WSAT_BIN="$target_dir/debug/wsat" PYTHONDONTWRITEBYTECODE=1 \
     "$WSAT_PYTHON" -m pytest examples/python -q -p no:cacheprovider 2>&1 | tee "$pytest_log" || pytest_rc=$?
 
-section "8/8 Autobahn TestSuite (scripts/autobahn.sh)"
+section "8/8 Autobahn TestSuite (scripts/autobahn.sh twice, scripts/autobahn_server.sh)"
 ab_rc=0
 if [[ "${WSAT_SKIP_AUTOBAHN:-}" == "1" ]]; then
     if [[ "${CI:-}" == "true" ]]; then
@@ -98,10 +101,14 @@ if [[ "${WSAT_SKIP_AUTOBAHN:-}" == "1" ]]; then
     fi
     echo "autobahn: SKIPPED (WSAT_SKIP_AUTOBAHN=1, a local knob)" | tee "$ab_log"
 else
-    scripts/autobahn.sh 2>&1 | tee "$ab_log" || ab_rc=$?
+    # The client on `Client`, offering permessage-deflate: 1-7, 9, 10 (where the suite declines
+    # the offer, so the uncompressed path) and 12, 13 (compression, every parameter).
+    AUTOBAHN_DEFLATE=1 scripts/autobahn.sh 2>&1 | tee "$ab_log" || ab_rc=$?
     # The same suite and gate on the caller-task `WebSocket` (the testee's --stream).
-    AUTOBAHN_STREAM=1 AUTOBAHN_AGENT=wsat-stream AUTOBAHN_REPORTS=autobahn-reports/stream \
+    AUTOBAHN_DEFLATE=1 AUTOBAHN_STREAM=1 AUTOBAHN_AGENT=wsat-stream AUTOBAHN_REPORTS=autobahn-reports/stream \
         scripts/autobahn.sh 2>&1 | tee -a "$ab_log" || ab_rc=$?
+    # The server: the suite as a client (fuzzingclient) against `wsat echo-server`, 1-10, 12, 13.
+    scripts/autobahn_server.sh 2>&1 | tee -a "$ab_log" || ab_rc=$?
 fi
 
 # Repeat the results at the very end: the audit's and Autobahn's lines, then cargo test's own

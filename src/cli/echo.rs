@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wsat::echo_server::{EchoOptions, EchoServer, DEFAULT_MAX_CONNECTIONS};
+use wsat::echo_server::{default_deflate, EchoOptions, EchoServer, DEFAULT_MAX_CONNECTIONS};
 use wsat::tls_server::server_config;
 
 /// Options of `wsat echo-server`.
@@ -38,6 +38,16 @@ pub struct EchoArgs {
     /// `4MiB`.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
     max_queued_bytes: usize,
+    /// The largest message echoed; a longer one closes the connection with 1009. A
+    /// compressed message counts decompressed, and is cut off once it inflates past this
+    /// (compression bombs). Bytes, or with a unit: `1MiB`.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_message: usize,
+    /// Decline every permessage-deflate (RFC 7692) offer. By default the first valid offer
+    /// is accepted as it stands (malformed ones are declined) and echoes of compressed
+    /// messages go back compressed.
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 impl EchoArgs {
@@ -46,6 +56,8 @@ impl EchoArgs {
             handshake_timeout: self.handshake_timeout,
             max_connections: self.max_connections as usize,
             max_queued_bytes: self.max_queued_bytes,
+            max_message: self.max_message,
+            deflate: (!self.no_deflate).then(default_deflate),
         }
     }
 }
@@ -172,12 +184,17 @@ mod tests {
             "8",
             "--max-queued-bytes",
             "1MiB",
+            "--max-message",
+            "2MiB",
+            "--no-deflate",
         ])
         .expect("valid options");
         let expected = EchoOptions {
             handshake_timeout: Duration::from_millis(500),
             max_connections: 8,
             max_queued_bytes: 1 << 20,
+            max_message: 2 << 20,
+            deflate: None,
         };
         assert_eq!(cli.args.options(), expected);
         assert!(Cli::try_parse_from(["echo", "--max-connections", "0"]).is_err());

@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
-use wsat_proto::handshake::{accept_response, parse_request, reject_response};
+use wsat_proto::handshake::{accept_response_with_extensions, parse_request, reject_response};
+use wsat_proto::{DeflateConfig, NegotiatedDeflate};
 
 use super::echo_loop::echo_loop;
 use super::slots::{evicted, Slot};
@@ -26,15 +27,16 @@ pub(super) async fn serve(
     tls: Option<TlsAcceptor>,
     slot: Slot,
     deadline: Instant,
-    max_queued: usize,
+    options: &EchoOptions,
 ) -> io::Result<()> {
     let Slot { permit: _permit, evict } = slot;
     tcp.set_nodelay(true)?;
+    let deflate = options.deflate.as_ref();
     match tls {
-        None => echo_after(upgrade(tcp), deadline, Some(evict), max_queued).await,
+        None => echo_after(upgrade(tcp, deflate), deadline, Some(evict), options).await,
         Some(acceptor) => {
-            let opening = async move { upgrade(acceptor.accept(tcp).await?).await };
-            echo_after(opening, deadline, Some(evict), max_queued).await
+            let opening = async move { upgrade(acceptor.accept(tcp).await?, deflate).await };
+            echo_after(opening, deadline, Some(evict), options).await
         }
     }
 }
@@ -49,11 +51,12 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<()
 }
 
 /// [`echo`] with `options`: the upgrade must complete within `handshake_timeout` of this
-/// call (else an error of kind `TimedOut`), and reading pauses while more than
-/// `max_queued_bytes` of echoes wait to be written.
+/// call (else an error of kind `TimedOut`), reading pauses while more than
+/// `max_queued_bytes` of echoes wait to be written, messages are limited to `max_message`,
+/// and permessage-deflate is negotiated with `deflate`.
 pub async fn echo_with<S: AsyncRead + AsyncWrite + Unpin>(stream: S, options: &EchoOptions) -> io::Result<()> {
     let deadline = deadline_after(options.handshake_timeout);
-    echo_after(upgrade(stream), deadline, None, options.max_queued_bytes).await
+    echo_after(upgrade(stream, options.deflate.as_ref()), deadline, None, options).await
 }
 
 /// The instant `timeout` from now; a timeout too long to represent is taken as 30 years.
@@ -62,10 +65,12 @@ pub(super) fn deadline_after(timeout: Duration) -> Instant {
     Instant::now() + timeout.min(FAR)
 }
 
-/// A stream whose upgrade completed, with the bytes that followed the request.
+/// A stream whose upgrade completed, with the bytes that followed the request and the
+/// permessage-deflate parameters agreed, if any.
 struct Upgraded<S> {
     stream: S,
     rest: BytesMut,
+    deflate: Option<NegotiatedDeflate>,
 }
 
 /// Runs `opening` until `deadline` (an error of kind `TimedOut` after it), or until
@@ -74,7 +79,7 @@ async fn echo_after<S, F>(
     opening: F,
     deadline: Instant,
     evict: Option<oneshot::Receiver<()>>,
-    max_queued: usize,
+    options: &EchoOptions,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -87,14 +92,18 @@ where
         () = evicted(evict) => return Err(io::Error::other("closed in its handshake to make room")),
     };
     match upgraded {
-        Some(Upgraded { stream, rest }) => echo_loop(stream, rest, max_queued).await,
+        Some(Upgraded { stream, rest, deflate }) => echo_loop(stream, rest, deflate, options).await,
         None => Ok(()),
     }
 }
 
 /// Reads the upgrade request and answers it: the upgraded stream, or `None` when the peer
-/// left or was refused (400, 431).
-async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<Option<Upgraded<S>>> {
+/// left or was refused (400, 431). With `deflate`, the first permessage-deflate offer it can
+/// honour is accepted (malformed ones are declined); without, every offer is declined.
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    deflate: Option<&DeflateConfig>,
+) -> io::Result<Option<Upgraded<S>>> {
     let mut buf = BytesMut::with_capacity(4096);
     let request = loop {
         match parse_request(&buf) {
@@ -115,10 +124,17 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result
             }
         }
     };
-    stream.write_all(&accept_response(&request.key, None)).await?;
+    let negotiated = deflate.and_then(|config| request.deflate(config));
+    let extensions = negotiated.as_ref().map(|n| n.response());
+    let response = accept_response_with_extensions(&request.key, None, extensions.as_deref());
+    stream.write_all(&response).await?;
     stream.flush().await?;
     let _ = buf.split_to(request.head_len);
-    Ok(Some(Upgraded { stream, rest: buf }))
+    Ok(Some(Upgraded {
+        stream,
+        rest: buf,
+        deflate: negotiated,
+    }))
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str) -> io::Result<()> {

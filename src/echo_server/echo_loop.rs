@@ -1,37 +1,48 @@
 //! One upgraded connection's echoes: every text or binary message is sent back with its
 //! type, and reading pauses while more than a bound of echoes wait to be written, so a peer
 //! that sends and never reads meets TCP backpressure instead of growing the server.
+//!
+//! With permessage-deflate agreed, messages arrive inflated and their echoes leave
+//! compressed by the connection's own compressor. Every ping gets its own pong, in order,
+//! however many arrive in one read: the echoes' bytes are taken from the connection after
+//! each message or control frame, so no pong waits at the end of its queue for a newer one
+//! to replace it (which RFC 6455 §5.5.3 allows, but peers such as Autobahn's 2.10 and 2.11
+//! count every pong).
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wsat_proto::{ChunkPolicy, Connection, ConnectionConfig, ConnectionState, Event, MessageAssembler, Role};
+use wsat_proto::{
+    ChunkPolicy, Connection, ConnectionConfig, ConnectionState, Event, MessageAssembler, NegotiatedDeflate, Role,
+};
 
-use super::MAX_MESSAGE;
+use super::EchoOptions;
 
-/// Echoes every message on an upgraded stream; `rest` holds bytes read with the request.
+/// Echoes every message on an upgraded stream; `rest` holds bytes read with the request,
+/// `deflate` the permessage-deflate parameters agreed in it.
 pub(super) async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     rest: BytesMut,
-    max_queued: usize,
+    deflate: Option<NegotiatedDeflate>,
+    options: &EchoOptions,
 ) -> io::Result<()> {
+    let max_queued = options.max_queued_bytes;
     let config = ConnectionConfig {
         chunk_policy: ChunkPolicy::Eager,
         max_chunk: 1 << 20,
-        max_message_len: Some(MAX_MESSAGE as u64),
+        max_message_len: Some(options.max_message as u64),
         ..ConnectionConfig::rfc(Role::Server)
     };
-    let mut conn = Connection::new(config, Instant::now());
+    let mut conn = Connection::with_deflate(config, deflate, Instant::now());
     conn.read_buf().extend_from_slice(&rest);
     let mut assembler = MessageAssembler::new();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out = Outbox::default();
     loop {
-        queue_echoes(&mut conn, &mut assembler);
-        out.take_from(&mut conn);
+        queue_echoes(&mut conn, &mut assembler, &mut out);
         if matches!(conn.state(), ConnectionState::Closed | ConnectionState::Failed) {
             return finish(&mut wr, out).await;
         }
@@ -60,8 +71,10 @@ pub(super) async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Decodes what was read and queues each message's echo, message by message: a close read
 /// together with a message is answered only after that message's echo is queued, so the
-/// echo is not lost to the closing handshake.
-fn queue_echoes(conn: &mut Connection, assembler: &mut MessageAssembler) {
+/// echo is not lost to the closing handshake. What the connection has to send is taken
+/// after every step (a message or a control frame), so each ping's pong is kept: left in
+/// the connection, a pong would be replaced by the next ping's.
+fn queue_echoes(conn: &mut Connection, assembler: &mut MessageAssembler, out: &mut Outbox) {
     loop {
         let more = conn.process_message(Instant::now());
         while let Some(ev) = conn.poll_event() {
@@ -72,6 +85,7 @@ fn queue_echoes(conn: &mut Connection, assembler: &mut MessageAssembler) {
                 let _ = conn.send_frame(msg.opcode, true, &msg.payload);
             }
         }
+        out.take_from(conn);
         if !more {
             break;
         }
@@ -88,24 +102,39 @@ async fn finish<W: AsyncWrite + Unpin>(wr: &mut W, out: Outbox) -> io::Result<()
 }
 
 /// Bytes taken from the connection and not yet written, with their total: the bound is
-/// on bytes, since one chunk may be a 64 MiB echo or a 2-byte pong.
+/// on bytes, since one chunk may be a 64 MiB echo or a 2-byte pong. Small takes (pongs,
+/// short echoes) are joined into buffers of up to [`Outbox::JOIN`] bytes, so a flood of
+/// pings costs the server about the pongs' bytes, not a buffer per pong.
 #[derive(Debug, Default)]
 struct Outbox {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<BytesMut>,
     len: usize,
 }
 
 impl Outbox {
+    /// Takes join the last buffer while it stays within this size.
+    const JOIN: usize = 64 * 1024;
+
     /// Moves everything `conn` has to send to the back.
     fn take_from(&mut self, conn: &mut Connection) {
-        while let Some(bytes) = conn.poll_transmit() {
-            self.push(bytes);
+        while conn.wants_transmit() {
+            let waiting = conn.transmit_len();
+            let before = self.chunks.back().map_or(0, |b| b.len());
+            match self.chunks.back_mut() {
+                // Only a small take is copied onto the last buffer; a large one (an echo)
+                // gets a buffer of its own, swapped out of the connection without a copy.
+                Some(back) if before + waiting <= Self::JOIN => {
+                    conn.transmit_into(back);
+                    self.len += back.len() - before;
+                }
+                _ => {
+                    let mut bytes = BytesMut::new();
+                    conn.transmit_into(&mut bytes);
+                    self.len += bytes.len();
+                    self.chunks.push_back(bytes);
+                }
+            }
         }
-    }
-
-    fn push(&mut self, bytes: Bytes) {
-        self.len += bytes.len();
-        self.chunks.push_back(bytes);
     }
 
     /// Bytes waiting.
@@ -196,6 +225,54 @@ mod tests {
             .iter()
             .position(|e| matches!(e, Event::CloseReceived(Some(c)) if c.code == 1000));
         assert!(matches!((echo, close), (Some(e), Some(c)) if e < c), "{events:?}");
+    }
+
+    /// Ten pings that arrive in one read, then a close: ten pongs come back, each with its
+    /// ping's payload, in order (Autobahn 2.10 and 2.11 count them), before the close reply.
+    #[tokio::test]
+    async fn every_ping_read_at_once_gets_its_pong() {
+        const PINGS: u8 = 10;
+        let uri = WsUri::parse("ws://127.0.0.1/").expect("uri");
+        let handshake = ClientHandshake::new(&HandshakeRequest::for_uri(&uri));
+        let mut client = Connection::new(ConnectionConfig::rfc(Role::Client), Instant::now());
+        for i in 0..PINGS {
+            client.send_frame(OpCode::PING, true, &[b'p', i]).expect("send");
+        }
+        client.close(Some(1000), "", Instant::now());
+        let mut input = handshake.request().to_vec();
+        while let Some(bytes) = client.poll_transmit() {
+            input.extend_from_slice(&bytes);
+        }
+
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(echo(far));
+        near.write_all(&input).await.expect("write");
+        let mut output = Vec::new();
+        near.read_to_end(&mut output).await.expect("read");
+        server.await.expect("join").expect("the echo loop");
+
+        let Some(HandshakeResponse::Accepted { head_len, .. }) =
+            handshake.parse_response(&output, true).expect("a 101")
+        else {
+            panic!("no 101: {:?}", String::from_utf8_lossy(&output));
+        };
+        client.handle_bytes(&output[head_len..], Instant::now());
+        let mut pongs = Vec::new();
+        let mut closed_after = None;
+        while let Some(ev) = client.poll_event() {
+            match ev {
+                Event::Data(d) if d.opcode == OpCode::PONG => pongs.push(d.data.to_vec()),
+                Event::CloseReceived(_) => closed_after = Some(pongs.len()),
+                _ => {}
+            }
+        }
+        let expected: Vec<Vec<u8>> = (0..PINGS).map(|i| vec![b'p', i]).collect();
+        assert_eq!(pongs, expected, "one pong per ping, in order");
+        assert_eq!(
+            closed_after,
+            Some(PINGS as usize),
+            "the close reply comes after every pong"
+        );
     }
 
     /// A peer that writes and does not read: the server stops reading near the bound (the

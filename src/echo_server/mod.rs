@@ -2,8 +2,12 @@
 //! with its type, like the seed examples' `ws-server.py` and `wss-server.py`.
 //!
 //! It faces peers it cannot trust, so what they can take is bounded ([`EchoOptions`]): a
-//! deadline on everything before the upgrade completes, a connection limit, and a bound on
-//! the echoes one connection may leave unread. The accept loop backs off instead of
+//! deadline on everything before the upgrade completes, a connection limit, a bound on
+//! the echoes one connection may leave unread, and one on the size of a message (counted
+//! decompressed, so a compression bomb stops at it).
+//!
+//! permessage-deflate (RFC 7692) is accepted by default ([`EchoOptions::deflate`]): a
+//! compressed message is echoed compressed by the server's own compressor. The accept loop backs off instead of
 //! spinning when it runs out of descriptors, and logs such failures at most once a second.
 //!
 //! This module holds the public face, [`EchoServer`] and [`EchoOptions`], and the accept
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use wsat_proto::deflate::DeflateConfig;
 use wsat_proto::handshake::reject_response;
 
 use connection::{deadline_after, serve};
@@ -32,7 +37,8 @@ use slots::{Claim, Slot, Slots};
 
 pub use connection::{echo, echo_with};
 
-/// The largest message echoed; longer ones close the connection with 1009.
+/// The default [`EchoOptions::max_message`]: the largest message echoed; longer ones close
+/// the connection with 1009.
 pub const MAX_MESSAGE: usize = 64 << 20;
 
 /// The default [`EchoOptions::handshake_timeout`]: ample for a TLS handshake and an upgrade
@@ -46,8 +52,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 
 /// Limits that keep peers, one or many, from exhausting the server. `Default` gives the
-/// `DEFAULT_*` constants; [`echo_with`] and [`EchoServer::with_options`] take them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `DEFAULT_*` constants, [`MAX_MESSAGE`] and [`default_deflate`]; [`echo_with`] and
+/// [`EchoServer::with_options`] take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EchoOptions {
     /// How long a connection may take from its TCP accept to a completed upgrade, the TLS
     /// handshake included; then it is closed. Without it, a peer that sends half a request
@@ -73,11 +80,28 @@ pub struct EchoOptions {
     /// deadlocks on the server's side.
     ///
     /// The bound is checked before each read, so one connection holds about this much plus
-    /// one message (up to [`MAX_MESSAGE`], the one that crossed the bound or is being
+    /// one message (up to [`EchoOptions::max_message`], the one that crossed the bound or is being
     /// assembled) plus one socket read (64 KiB); for a moment, while a message is copied into
     /// its echo frame, that message twice. With 0, a connection reads only once all its
     /// echoes are written.
     pub max_queued_bytes: usize,
+    /// The largest message echoed, in bytes; a longer one closes the connection with 1009
+    /// as soon as a frame header announces it, or, for a compressed message, as soon as
+    /// inflating it passes the limit (a compression bomb costs at most this much).
+    pub max_message: usize,
+    /// permessage-deflate (RFC 7692): `Some` accepts the first offer it can honour with
+    /// this configuration, read the server's way (see the table on [`DeflateConfig`]:
+    /// `server_max_window_bits` caps our compressor's window, `client_max_window_bits`
+    /// below 15 asks the client for a smaller one, the `*_no_context_takeover` flags ask
+    /// for fresh compressors per message); a malformed offer is declined and the
+    /// connection goes on uncompressed. `None` declines every offer.
+    pub deflate: Option<DeflateConfig>,
+}
+
+/// The default [`EchoOptions::deflate`]: accept any valid offer as it stands, windows of
+/// 32 KiB unless the client asks for less, compression level 6.
+pub fn default_deflate() -> DeflateConfig {
+    DeflateConfig::default()
 }
 
 impl Default for EchoOptions {
@@ -86,6 +110,8 @@ impl Default for EchoOptions {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_message: MAX_MESSAGE,
+            deflate: Some(default_deflate()),
         }
     }
 }
@@ -178,9 +204,9 @@ impl EchoServer {
 
     fn spawn_connection(&self, tcp: TcpStream, peer: SocketAddr, slot: Slot, deadline: Instant) {
         let tls = self.tls.clone();
-        let max_queued = self.options.max_queued_bytes;
+        let options = self.options.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(tcp, tls, slot, deadline, max_queued).await {
+            if let Err(e) = serve(tcp, tls, slot, deadline, &options).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
