@@ -16,6 +16,11 @@ pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// checked against its limit, so a compression bomb stops at most one step past it.
 pub(crate) const INFLATE_STEP: usize = 32 * 1024;
 
+/// The smallest output room of a step. A step's room starts near what its input likely
+/// inflates to and doubles while the steps fill it, up to [`INFLATE_STEP`]: a 1 KiB message
+/// does not zero 32 KiB of buffer to be inflated.
+const FIRST_STEP_MIN: usize = 4 * 1024;
+
 /// The RSV1 bit in [`crate::FrameHeader::rsv`]: "this message is compressed".
 pub(crate) const RSV1: u8 = 0b100;
 
@@ -109,6 +114,8 @@ pub(crate) struct Inflater {
     input: Bytes,
     /// The last step filled its output: there may be more without more input.
     more_output: bool,
+    /// The output room of the next step (see [`FIRST_STEP_MIN`]).
+    step_len: usize,
     /// A block with BFINAL ended the DEFLATE stream (RFC 7692 §7.2.3.4): the rest of the
     /// message is ignored and the next one starts a new stream.
     stream_ended: bool,
@@ -133,6 +140,7 @@ impl Inflater {
             reset_per_message,
             input: Bytes::new(),
             more_output: false,
+            step_len: FIRST_STEP_MIN,
             stream_ended: false,
         }
     }
@@ -145,6 +153,7 @@ impl Inflater {
     /// Hands over the next compressed bytes (only when not [`Inflater::busy`]).
     pub(crate) fn push(&mut self, data: Bytes) {
         debug_assert!(!self.busy(), "the previous input is inflated first");
+        self.step_len = data.len().saturating_mul(4).clamp(FIRST_STEP_MIN, INFLATE_STEP);
         self.input = data;
     }
 
@@ -158,14 +167,18 @@ impl Inflater {
             return (0, Ok(()));
         }
         let start = out.len();
-        out.resize(start + INFLATE_STEP, 0);
+        let room = self.step_len;
+        out.resize(start + room, 0);
         let (before_in, before_out) = (self.z.total_in(), self.z.total_out());
         let result = self.z.decompress(&self.input, &mut out[start..], FlushDecompress::None);
         let consumed = (self.z.total_in() - before_in) as usize;
         let produced = (self.z.total_out() - before_out) as usize;
         out.truncate(start + produced);
         self.input.advance(consumed);
-        self.more_output = produced == INFLATE_STEP;
+        self.more_output = produced == room;
+        if self.more_output {
+            self.step_len = (room * 2).min(INFLATE_STEP);
+        }
         let result = match result {
             Ok(Status::StreamEnd) => {
                 self.stream_ended = true;
