@@ -187,15 +187,14 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A message and a close that arrive in one read: the echo leaves before the close
-    /// reply (a client closing right after its last send still gets its echo).
-    #[tokio::test]
-    async fn a_message_read_together_with_a_close_is_echoed_first() {
+    /// Runs the echo loop on what `send` queues on a client connection (after the upgrade
+    /// request), all of it arriving in one read, and returns the events the client decodes
+    /// from everything the server wrote until it closed.
+    async fn one_read_exchange(send: impl FnOnce(&mut Connection)) -> Vec<Event> {
         let uri = WsUri::parse("ws://127.0.0.1/").expect("uri");
         let handshake = ClientHandshake::new(&HandshakeRequest::for_uri(&uri));
         let mut client = Connection::new(ConnectionConfig::rfc(Role::Client), Instant::now());
-        client.send_frame(OpCode::TEXT, true, b"last words").expect("send");
-        client.close(Some(1000), "", Instant::now());
+        send(&mut client);
         let mut input = handshake.request().to_vec();
         while let Some(bytes) = client.poll_transmit() {
             input.extend_from_slice(&bytes);
@@ -214,10 +213,18 @@ mod tests {
             panic!("no 101: {:?}", String::from_utf8_lossy(&output));
         };
         client.handle_bytes(&output[head_len..], Instant::now());
-        let mut events = Vec::new();
-        while let Some(ev) = client.poll_event() {
-            events.push(ev);
-        }
+        std::iter::from_fn(|| client.poll_event()).collect()
+    }
+
+    /// A message and a close that arrive in one read: the echo leaves before the close
+    /// reply (a client closing right after its last send still gets its echo).
+    #[tokio::test]
+    async fn a_message_read_together_with_a_close_is_echoed_first() {
+        let events = one_read_exchange(|client| {
+            client.send_frame(OpCode::TEXT, true, b"last words").expect("send");
+            client.close(Some(1000), "", Instant::now());
+        })
+        .await;
         let echo = events
             .iter()
             .position(|e| matches!(e, Event::Data(d) if d.opcode == OpCode::TEXT && &d.data[..] == b"last words"));
@@ -232,34 +239,16 @@ mod tests {
     #[tokio::test]
     async fn every_ping_read_at_once_gets_its_pong() {
         const PINGS: u8 = 10;
-        let uri = WsUri::parse("ws://127.0.0.1/").expect("uri");
-        let handshake = ClientHandshake::new(&HandshakeRequest::for_uri(&uri));
-        let mut client = Connection::new(ConnectionConfig::rfc(Role::Client), Instant::now());
-        for i in 0..PINGS {
-            client.send_frame(OpCode::PING, true, &[b'p', i]).expect("send");
-        }
-        client.close(Some(1000), "", Instant::now());
-        let mut input = handshake.request().to_vec();
-        while let Some(bytes) = client.poll_transmit() {
-            input.extend_from_slice(&bytes);
-        }
-
-        let (mut near, far) = tokio::io::duplex(64 * 1024);
-        let server = tokio::spawn(echo(far));
-        near.write_all(&input).await.expect("write");
-        let mut output = Vec::new();
-        near.read_to_end(&mut output).await.expect("read");
-        server.await.expect("join").expect("the echo loop");
-
-        let Some(HandshakeResponse::Accepted { head_len, .. }) =
-            handshake.parse_response(&output, true).expect("a 101")
-        else {
-            panic!("no 101: {:?}", String::from_utf8_lossy(&output));
-        };
-        client.handle_bytes(&output[head_len..], Instant::now());
+        let events = one_read_exchange(|client| {
+            for i in 0..PINGS {
+                client.send_frame(OpCode::PING, true, &[b'p', i]).expect("send");
+            }
+            client.close(Some(1000), "", Instant::now());
+        })
+        .await;
         let mut pongs = Vec::new();
         let mut closed_after = None;
-        while let Some(ev) = client.poll_event() {
+        for ev in events {
             match ev {
                 Event::Data(d) if d.opcode == OpCode::PONG => pongs.push(d.data.to_vec()),
                 Event::CloseReceived(_) => closed_after = Some(pongs.len()),
