@@ -1,9 +1,10 @@
 //! The client handle: start, send, close, stop, state.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use wsat_proto::OpCode;
@@ -190,23 +191,35 @@ impl Client {
         if !self.is_connected() {
             return Err(ClientError::NotConnected);
         }
+        // The bound is kept by the task, which answers a send still unwritten at its
+        // deadline with `SendTimeout` (one timer for all its sends, rather than one
+        // registered and cancelled per send here). Only a hand-over that waits for room in
+        // the command queue is bounded here.
+        let deadline = Instant::now().checked_add(timeout);
         let (reply, done) = oneshot::channel();
-        let work = async {
-            self.commands
-                .send(Command::Send {
-                    opcode,
-                    payload,
-                    fin,
-                    fragment,
-                    reply,
-                })
-                .await
-                .map_err(|_| ClientError::Stopped)?;
-            done.await.map_err(|_| ClientError::NotConnected)?
+        let command = Command::Send {
+            opcode,
+            payload,
+            fin,
+            fragment,
+            deadline,
+            reply,
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| ClientError::SendTimeout)?
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Err(ClientError::Stopped),
+            Err(TrySendError::Full(command)) => {
+                let queued = self.commands.send(command);
+                match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), queued)
+                        .await
+                        .map_err(|_| ClientError::SendTimeout)?,
+                    None => queued.await,
+                }
+                .map_err(|_| ClientError::Stopped)?;
+            }
+        }
+        done.await.map_err(|_| ClientError::NotConnected)?
     }
 
     /// Closes cleanly: sends a close frame with `code` (none sends an empty one) and

@@ -11,14 +11,15 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
 use wsat_proto::close::CloseFrame;
-use wsat_proto::{Connection, ConnectionState, Event as ProtoEvent, MessageAssembler};
+use wsat_proto::{Connection, ConnectionState, Event as ProtoEvent, Message, MessageAssembler};
 
 use crate::config::{ClientConfig, Delivery};
 use crate::event::{DisconnectReason, Event, LinkState};
 use crate::outlet::EventOutlet;
 use crate::reader::Reader;
-use crate::task::{Command, Shared};
+use crate::task::{refuse, Command, Shared};
 use crate::transport::Stream;
 use crate::upgrade::Upgraded;
 use crate::ClientError;
@@ -27,8 +28,9 @@ use crate::ClientError;
 type SendReply = oneshot::Sender<Result<usize, ClientError>>;
 
 /// A send whose frames are queued: done once this many bytes of the stream are written
-/// and flushed; then its payload length goes to the reply.
-type PendingSend = (u64, usize, SendReply);
+/// and flushed; then its payload length goes to the reply. Answered with `SendTimeout`
+/// instead if it is not done by its deadline.
+type PendingSend = (u64, usize, SendReply, Option<Instant>);
 
 /// At most this many commands are taken in one go, so a flood of sends cannot starve
 /// reading and event delivery.
@@ -57,6 +59,8 @@ pub(crate) struct Session<'t> {
     /// Joins chunks into messages in [`Delivery::Messages`]; the message limit is the
     /// connection's (`max_message_len`).
     assembler: Option<MessageAssembler>,
+    /// The assembler holds part of a message.
+    joining: bool,
     /// Bytes taken from the connection, not yet written.
     out: BytesMut,
     /// The stream's bytes on the wire (the offsets of `Connection::transmit_end`).
@@ -65,6 +69,11 @@ pub(crate) struct Session<'t> {
     needs_flush: bool,
     /// Sends written but not yet answered, oldest first.
     sends: VecDeque<PendingSend>,
+    /// One timer for the sends' deadlines, made on first use and moved, not remade: armed
+    /// at `send_timer_at`, no later than the earliest deadline of `sends`. It is not moved
+    /// when a send completes: it may fire for nothing, then it is armed anew.
+    send_timer: Option<Pin<Box<Sleep>>>,
+    send_timer_at: Option<Instant>,
     /// The server's close frame, once it came.
     close_frame: Option<CloseFrame>,
     /// The first failure seen; it, not what the transport says afterwards, is the cause.
@@ -106,10 +115,13 @@ impl<'t> Session<'t> {
                 Delivery::Messages { .. } => Some(MessageAssembler::new()),
                 Delivery::Chunks => None,
             },
+            joining: false,
             out: BytesMut::new(),
             written: 0,
             needs_flush: false,
             sends: VecDeque::new(),
+            send_timer: None,
+            send_timer_at: None,
             close_frame: None,
             failure: None,
             eof: false,
@@ -165,8 +177,18 @@ impl<'t> Session<'t> {
             match ev {
                 ProtoEvent::Data(chunk) => match self.assembler.as_mut() {
                     None => self.outlet.push(Event::Data(chunk)),
+                    // A whole message in one chunk (the common case) skips the assembler:
+                    // what it would return, without its bookkeeping.
+                    Some(_) if !self.joining && chunk.ends_message() => self.outlet.push(Event::Message(Message {
+                        opcode: chunk.message_opcode.unwrap_or(chunk.opcode),
+                        payload: chunk.data,
+                    })),
                     Some(asm) => {
-                        if let Some(message) = asm.push(&chunk) {
+                        let message = asm.push(&chunk);
+                        if chunk.opcode.is_data() {
+                            self.joining = message.is_none();
+                        }
+                        if let Some(message) = message {
                             self.outlet.push(Event::Message(message));
                         }
                     }
@@ -197,8 +219,10 @@ impl<'t> Session<'t> {
             ConnectionState::Failed => Some(self.lost(ClientError::ConnectionClosed)),
             ConnectionState::Closed => {
                 self.shared.set(LinkState::Closing);
-                self.linger().await;
+                // Nothing more is written but what is queued: the sends still waiting are
+                // answered now, not after the linger.
                 fail_sends(&mut self.sends);
+                self.linger().await;
                 Some(match self.failure.take() {
                     Some((err, reason)) => End::Aborted(err, reason),
                     None => {
@@ -256,27 +280,84 @@ impl<'t> Session<'t> {
                 }
                 Err(e) => return Some(self.lost(ClientError::io("writing", e))),
             },
+            _ = send_timer(&mut self.send_timer), if self.send_timer_at.is_some() => self.expire_sends(),
             res = self.reader.read(&mut self.rd, &mut self.connection), if may_read => match res {
                 Ok(0) => self.eof = true,
-                Ok(_) => self.decodable = true,
+                Ok(_) => {
+                    self.decodable = true;
+                    // Commands are taken after every read too, so that a peer that keeps
+                    // the socket readable cannot hold a send back past its deadline.
+                    if let Ok(cmd) = self.commands.try_recv() {
+                        return self.take_commands(cmd);
+                    }
+                }
                 Err(e) => return Some(self.lost(ClientError::io("reading", e))),
             },
             cmd = self.commands.recv() => {
                 let Some(cmd) = cmd else { return Some(End::Stopped) };
-                // Take what else is queued too: the sends leave in one write.
-                let mut next = Some(cmd);
-                let mut taken = 0;
-                while let Some(cmd) = next {
-                    if let Some(end) = self.on_command(cmd) {
-                        return Some(end);
-                    }
-                    taken += 1;
-                    next = if taken < COMMAND_BATCH { self.commands.try_recv().ok() } else { None };
-                }
+                return self.take_commands(cmd);
             }
             _ = sleep_until(deadline), if deadline.is_some() => self.connection.handle_timeout(Instant::now()),
         }
         None
+    }
+
+    /// Carries out `first` and what else is queued (up to a batch), so that the sends
+    /// leave in one write; `Some` ends the session.
+    fn take_commands(&mut self, first: Command) -> Option<End> {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(cmd) = next {
+            if let Some(end) = self.on_command(cmd) {
+                return Some(end);
+            }
+            taken += 1;
+            next = if taken < COMMAND_BATCH {
+                self.commands.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        None
+    }
+
+    /// Arms the send timer for `deadline`, unless it goes off earlier already.
+    fn arm_send_timer(&mut self, deadline: Instant) {
+        if self.send_timer_at.is_some_and(|at| at <= deadline) {
+            return;
+        }
+        match self.send_timer.as_mut() {
+            Some(timer) => timer.as_mut().reset(deadline.into()),
+            None => self.send_timer = Some(Box::pin(tokio::time::sleep_until(deadline.into()))),
+        }
+        self.send_timer_at = Some(deadline);
+    }
+
+    /// The send timer went off: answers the sends whose deadline passed with
+    /// `SendTimeout` (their frames stay queued and go out as any others), and arms the
+    /// timer for the earliest deadline left.
+    fn expire_sends(&mut self) {
+        self.send_timer_at = None;
+        let now = Instant::now();
+        let mut earliest: Option<Instant> = None;
+        let mut kept = VecDeque::with_capacity(self.sends.len());
+        for (end, len, reply, deadline) in self.sends.drain(..) {
+            match deadline {
+                Some(at) if at <= now => {
+                    let _ = reply.send(Err(ClientError::SendTimeout));
+                }
+                _ => {
+                    if let Some(at) = deadline {
+                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    }
+                    kept.push_back((end, len, reply, deadline));
+                }
+            }
+        }
+        self.sends = kept;
+        if let Some(at) = earliest {
+            self.arm_send_timer(at);
+        }
     }
 
     /// Carries out one command; `Some` ends the session.
@@ -287,6 +368,7 @@ impl<'t> Session<'t> {
                 payload,
                 fin,
                 fragment,
+                deadline,
                 reply,
             } => {
                 let sent = if fragment {
@@ -296,9 +378,13 @@ impl<'t> Session<'t> {
                     self.connection.send_frame_shared(opcode, fin, &payload)
                 };
                 match sent {
-                    Ok(()) => self
-                        .sends
-                        .push_back((self.connection.transmit_end(), payload.len(), reply)),
+                    Ok(()) => {
+                        self.sends
+                            .push_back((self.connection.transmit_end(), payload.len(), reply, deadline));
+                        if let Some(at) = deadline {
+                            self.arm_send_timer(at);
+                        }
+                    }
                     Err(_) => {
                         let _ = reply.send(Err(ClientError::NotConnected));
                     }
@@ -349,25 +435,37 @@ impl<'t> Session<'t> {
 
     /// After the closing handshake: write what is left (our close) and give the server
     /// the linger time to close TCP first, as RFC 6455 §7.1.1 asks of clients.
+    /// Commands that come meanwhile are refused, as while not connected: their callers
+    /// hold no timer of their own.
     async fn linger(&mut self) {
         let linger = self.config.close_linger;
         let (connection, out, rd, wr) = (&mut self.connection, &mut self.out, &mut self.rd, &mut self.wr);
         let work = async {
-            loop {
-                connection.transmit_into(out);
-                if out.is_empty() {
-                    break;
+            let flushed = async {
+                loop {
+                    connection.transmit_into(out);
+                    if out.is_empty() {
+                        break;
+                    }
+                    wr.write_all(out).await?;
+                    out.clear();
                 }
-                wr.write_all(out).await?;
-                out.clear();
-            }
-            wr.flush().await?;
-            let mut sink = [0u8; 1024];
-            while rd.read(&mut sink).await? > 0 {}
-            Ok::<_, std::io::Error>(())
+                wr.flush().await?;
+                let mut sink = [0u8; 1024];
+                while rd.read(&mut sink).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            };
+            let _ = tokio::time::timeout(linger, flushed).await;
+            let _ = tokio::time::timeout(linger, wr.shutdown()).await;
         };
-        let _ = tokio::time::timeout(linger, work).await;
-        let _ = tokio::time::timeout(linger, self.wr.shutdown()).await;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut work => return,
+                Some(cmd) = self.commands.recv() => refuse(cmd),
+            }
+        }
     }
 }
 
@@ -421,10 +519,18 @@ fn complete_sends(sends: &mut VecDeque<PendingSend>, written: u64, needs_flush: 
     if needs_flush {
         return;
     }
-    while sends.front().is_some_and(|(end, _, _)| *end <= written) {
-        if let Some((_, len, reply)) = sends.pop_front() {
+    while sends.front().is_some_and(|(end, ..)| *end <= written) {
+        if let Some((_, len, reply, _)) = sends.pop_front() {
             let _ = reply.send(Ok(len));
         }
+    }
+}
+
+/// Waits for the send timer (see [`Session::send_timer`]).
+async fn send_timer(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -437,7 +543,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Answers every send still waiting: the connection is gone.
 fn fail_sends(sends: &mut VecDeque<PendingSend>) {
-    for (_, _, reply) in sends.drain(..) {
+    for (_, _, reply, _) in sends.drain(..) {
         let _ = reply.send(Err(ClientError::NotConnected));
     }
 }

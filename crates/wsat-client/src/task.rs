@@ -1,6 +1,7 @@
 //! The task behind a client: connect, run the connection, reconnect; one per client.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -15,12 +16,14 @@ use crate::ClientError;
 
 /// A request from a [`crate::Client`] handle to its task.
 pub(crate) enum Command {
-    /// Queue frames; answer once they are written to the transport.
+    /// Queue frames; answer once they are written to the transport, or with
+    /// `SendTimeout` at `deadline` if they are not by then (`None`: no bound).
     Send {
         opcode: OpCode,
         payload: Bytes,
         fin: bool,
         fragment: bool,
+        deadline: Option<Instant>,
         reply: oneshot::Sender<Result<usize, ClientError>>,
     },
     /// Drop the connection as if the transport had failed (reconnect follows if enabled).
@@ -130,6 +133,12 @@ impl Task {
             }
         }
         self.shared.set(LinkState::Stopped);
+        // Sends still queued are answered now: the flush below may wait for the
+        // application, and nothing takes commands any more (their callers hold no timer).
+        self.commands.close();
+        while let Ok(cmd) = self.commands.try_recv() {
+            refuse(cmd);
+        }
         self.outlet.push(Event::Finish);
         let stopped = *self.stop.borrow();
         self.outlet.flush(stopped).await;
@@ -146,9 +155,7 @@ impl Task {
                 _ = self.outlet.deliver_one() => {}
                 cmd = self.commands.recv() => match cmd {
                     None => return None,
-                    Some(Command::Send { reply, .. }) => { let _ = reply.send(Err(ClientError::NotConnected)); }
-                    Some(Command::Close { reply, .. }) => { let _ = reply.send(Err(ClientError::NotConnected)); }
-                    Some(Command::Abort) => {}
+                    Some(cmd) => refuse(cmd),
                 },
                 out = &mut work => return Some(out),
             }
@@ -166,5 +173,18 @@ impl Task {
         )
         .run(self.stop.clone())
         .await
+    }
+}
+
+/// Answers a command that came while not connected: sends and closes are refused.
+pub(crate) fn refuse(cmd: Command) {
+    match cmd {
+        Command::Send { reply, .. } => {
+            let _ = reply.send(Err(ClientError::NotConnected));
+        }
+        Command::Close { reply, .. } => {
+            let _ = reply.send(Err(ClientError::NotConnected));
+        }
+        Command::Abort => {}
     }
 }

@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
 use crate::close::{self, CloseFrame};
 use crate::compression::{Deflater, Inflater, INFLATE_STEP, RSV1, TAIL};
@@ -298,6 +300,8 @@ pub struct Connection {
     close_deadline: Option<Instant>,
     /// permessage-deflate, when negotiated.
     deflate: Option<Box<DeflateState>>,
+    /// Where masking keys come from (see [`Connection::mask`]); made on the first.
+    mask_rng: Option<Box<StdRng>>,
 }
 
 impl Connection {
@@ -320,6 +324,7 @@ impl Connection {
             pong_deadline: None,
             close_deadline: None,
             deflate: None,
+            mask_rng: None,
         }
     }
 
@@ -418,6 +423,9 @@ impl Connection {
     /// bounded by what was read, so the rest waits, compressed, until the caller has taken
     /// the events and calls again.
     pub fn process_message(&mut self, now: Instant) -> bool {
+        if let Some(more) = self.process_whole_message(now) {
+            return more;
+        }
         let mut budget = self.config.max_chunk.max(INFLATE_STEP);
         while self.state.decodes() {
             if self.inflating() {
@@ -445,6 +453,39 @@ impl Connection {
             self.stop_inflating();
         }
         false
+    }
+
+    /// The fast path of [`Connection::process_message`] for the common case: an open
+    /// connection between messages (no deflate), and a whole message of one frame of at
+    /// most `max_chunk` bytes at the front of the receive buffer (see
+    /// [`FrameDecoder::decode_whole_frame`]). It is taken as one [`Event::Data`], with the
+    /// general path's checks (message size, strict mode's UTF-8 of text) and timer update;
+    /// `None`, with nothing done, for anything else (a check that fails included: the
+    /// general path reports it).
+    #[inline]
+    fn process_whole_message(&mut self, now: Instant) -> Option<bool> {
+        if self.state != State::Open || self.frame.is_some() || self.message.is_some() || self.deflate.is_some() {
+            return None;
+        }
+        let max_len = self.config.max_message_len.unwrap_or(u64::MAX);
+        let (header, data) = self
+            .decoder
+            .decode_whole_frame(&mut self.rx, max_len, self.config.strict)?;
+        if self.config.ping_resets_on_receive {
+            if let Some(interval) = self.config.ping_interval {
+                self.next_ping = Some(now + interval);
+            }
+        }
+        self.message_len = header.payload_len;
+        self.events.push_back(Event::Data(DataChunk {
+            opcode: header.opcode,
+            message_opcode: Some(header.opcode),
+            fin: true,
+            payload_len: header.payload_len,
+            offset: 0,
+            data,
+        }));
+        Some(!self.rx.is_empty())
     }
 
     /// The transport is gone: its end was read, reading or writing failed, or the caller
@@ -544,7 +585,10 @@ impl Connection {
             return Err(SendError::NotOpen);
         }
         match self.compress(opcode, fin, payload) {
-            Some((rsv, data)) => self.tx.push_frame(opcode, fin, rsv, self.mask(), &data, None),
+            Some((rsv, data)) => {
+                let mask = self.mask();
+                self.tx.push_frame(opcode, fin, rsv, mask, &data, None);
+            }
             None => self.write_frame(opcode, fin, payload),
         }
         Ok(())
@@ -560,9 +604,13 @@ impl Connection {
         match self.compress(opcode, fin, payload) {
             Some((rsv, data)) => {
                 let data = Bytes::from(data);
-                self.tx.push_frame(opcode, fin, rsv, self.mask(), &data, Some(&data));
+                let mask = self.mask();
+                self.tx.push_frame(opcode, fin, rsv, mask, &data, Some(&data));
             }
-            None => self.tx.push_frame(opcode, fin, 0, self.mask(), payload, Some(payload)),
+            None => {
+                let mask = self.mask();
+                self.tx.push_frame(opcode, fin, 0, mask, payload, Some(payload));
+            }
         }
         Ok(())
     }
@@ -584,7 +632,8 @@ impl Connection {
         if let Some((rsv, data)) = self.compress(opcode, fin, payload) {
             for (i, f) in fragments(opcode, &data, fin, frame_size).enumerate() {
                 let rsv = if i == 0 { rsv } else { 0 };
-                self.tx.push_frame(f.opcode, f.fin, rsv, self.mask(), f.payload, None);
+                let mask = self.mask();
+                self.tx.push_frame(f.opcode, f.fin, rsv, mask, f.payload, None);
             }
             return Ok(());
         }
@@ -1020,7 +1069,10 @@ impl Connection {
             }));
         }
         match h.opcode {
-            OpCode::PING if self.state == State::Open => self.tx.push_pong(self.mask(), &payload),
+            OpCode::PING if self.state == State::Open => {
+                let mask = self.mask();
+                self.tx.push_pong(mask, &payload);
+            }
             OpCode::PONG => self.pong_deadline = None,
             OpCode::CLOSE => self.on_close(close.flatten(), now),
             _ => {}
@@ -1049,13 +1101,23 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        self.tx.push_frame(opcode, fin, 0, self.mask(), payload, None);
+        let mask = self.mask();
+        self.tx.push_frame(opcode, fin, 0, mask, payload, None);
     }
 
-    /// A fresh masking key for a client's frame; none for a server's.
-    fn mask(&self) -> Option<[u8; 4]> {
+    /// A fresh masking key for a client's frame; none for a server's. The keys come from
+    /// the connection's own ChaCha generator, seeded from the thread's (which the OS
+    /// seeds) on first use: as unpredictable as `rand::random`'s (RFC 6455 §5.3), without
+    /// its thread-local look-up on every frame, and 32 bits at once rather than a byte at a
+    /// time.
+    fn mask(&mut self) -> Option<[u8; 4]> {
         match self.config.role {
-            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Client => Some(
+                self.mask_rng
+                    .get_or_insert_with(|| Box::new(StdRng::from_rng(&mut rand::rng())))
+                    .next_u32()
+                    .to_le_bytes(),
+            ),
             Role::Server => None,
         }
     }
@@ -1733,6 +1795,78 @@ mod tests {
             events(&mut c)[..],
             [Event::ProtocolError(ProtocolError::ReservedBits(_))]
         ));
+    }
+
+    /// A whole small message takes `process_message`'s fast path when the buffer holds it
+    /// all; fed a byte at a time it takes the general one. Both give the same events,
+    /// replies, state and timers, for valid input and for each check the fast path leaves
+    /// to the general path.
+    #[test]
+    fn whole_messages_decode_as_the_general_path_does() {
+        let frame = |op: u8, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]| {
+            let mut out = Vec::new();
+            crate::encode::encode_frame(&mut out, OpCode::from_bits(op), fin, mask, payload);
+            out
+        };
+        let key = Some([0x11, 0x22, 0x33, 0x44]);
+        let inputs: Vec<Vec<u8>> = vec![
+            [frame(1, true, None, b"hello"), frame(2, true, None, &[1, 2, 3])].concat(),
+            [
+                frame(1, true, None, b""),
+                frame(2, true, None, b""),
+                frame(1, true, None, b"x"),
+            ]
+            .concat(),
+            frame(1, true, None, &[b'a', 0xC3, 0x28, b'b']),
+            [frame(1, true, None, "é€".as_bytes()), frame(2, true, None, &[7; 2000])].concat(),
+            [
+                frame(1, false, None, b"ab"),
+                frame(9, true, None, b"p"),
+                frame(0, true, None, b"cd"),
+                frame(2, true, None, b"whole"),
+            ]
+            .concat(),
+            [frame(2, true, key, b"masked"), frame(1, true, key, b"text")].concat(),
+            [frame(0, true, None, b"lone"), frame(2, true, None, b"after")].concat(),
+            [frame(2, true, None, b"toolong"), frame(2, true, None, b"ok")].concat(),
+            [frame(2, true, None, b"abc"), frame(8, true, None, &[0x03, 0xE8])].concat(),
+        ];
+        let configs = [
+            client_cfg(1024),
+            ConnectionConfig::esp_firmware(1024, Duration::from_secs(10), Duration::from_secs(5)),
+            ConnectionConfig::rfc(Role::Server),
+            ConnectionConfig {
+                max_message_len: Some(5),
+                ..client_cfg(1024)
+            },
+            ConnectionConfig {
+                max_frame_len: Some(4),
+                ..client_cfg(1024)
+            },
+        ];
+        let t0 = Instant::now();
+        for config in configs {
+            for input in &inputs {
+                let run = |bytes_per_step: usize| {
+                    let mut c = Connection::new(config.clone(), t0);
+                    let mut seen = Vec::new();
+                    let mut sent = Vec::new();
+                    let now = t0 + Duration::from_secs(1);
+                    for piece in input.chunks(bytes_per_step) {
+                        c.read_buf().extend_from_slice(piece);
+                        while c.process_message(now) {
+                            seen.extend(events(&mut c));
+                        }
+                        seen.extend(events(&mut c));
+                        while let Some(bytes) = c.poll_transmit() {
+                            sent.extend(raw_frames(&bytes));
+                        }
+                    }
+                    (seen, sent, c.state(), c.poll_timeout())
+                };
+                assert_eq!(run(input.len()), run(1), "{config:?} {input:02x?}");
+            }
+        }
     }
 
     #[test]

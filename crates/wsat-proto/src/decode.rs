@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::header::FrameHeader;
 use crate::mask::apply_mask;
-use crate::{ProtocolError, Role};
+use crate::{OpCode, ProtocolError, Role};
 
 /// When the decoder hands out a data frame's payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,59 @@ impl FrameDecoder {
     /// frame, which cannot be completed.
     pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
         self.next(buf, true)
+    }
+
+    /// The fast path of [`FrameDecoder::decode`] for the common frame: at a frame boundary,
+    /// `buf` starts with a whole text or binary frame with FIN and no RSV bits, whose payload
+    /// is at most `max_chunk` and at most `max_len` bytes. It is taken (its payload
+    /// unmasked) and returned with its header: exactly what `decode` would hand out as
+    /// `Start`, one `Payload` and `End`. With `valid_text`, a text frame is taken only if
+    /// its payload is UTF-8 (and only if unmasked). `None`, with nothing taken, for anything
+    /// else, and for a frame that fails a check (`decode` then reports the error).
+    pub(crate) fn decode_whole_frame(
+        &mut self,
+        buf: &mut BytesMut,
+        max_len: u64,
+        valid_text: bool,
+    ) -> Option<(FrameHeader, Bytes)> {
+        if !matches!(self.state, State::Header) {
+            return None;
+        }
+        // FIN, no RSV bits, text or binary: anything else takes the general path.
+        if !matches!(buf.first(), Some(0x81 | 0x82)) {
+            return None;
+        }
+        let (header, len) = FrameHeader::parse(buf)?;
+        if header.payload_len > max_len || header.payload_len > self.config.max_chunk as u64 {
+            return None;
+        }
+        // At most max_chunk, so it fits in usize; and all of it is in `buf` (so it is far
+        // below the 2^63 that `check` refuses).
+        let payload_len = header.payload_len as usize;
+        if buf.len() - len < payload_len {
+            return None;
+        }
+        let payload = &buf[len..len + payload_len];
+        if valid_text
+            && header.opcode == OpCode::TEXT
+            && (header.mask.is_some() || std::str::from_utf8(payload).is_err())
+        {
+            return None;
+        }
+        // What is left of `check` for this header (FIN, no RSV bits, a data opcode, a
+        // length within max_chunk, in the buffer): the frame limit and the masking.
+        if self.config.max_frame_len.is_some_and(|max| header.payload_len > max)
+            || (self.config.strict && header.mask.is_some() != (self.config.role == Role::Server))
+        {
+            return None;
+        }
+        let mut frame = buf.split_to(len + payload_len);
+        if let Some(key) = header.mask {
+            apply_mask(&mut frame[len..], key, 0);
+        }
+        let mut payload = frame.freeze();
+        payload.advance(len);
+        Some((header, payload))
     }
 
     /// The next item; `at_eof` lets a data payload out in whatever pieces are there.

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -46,9 +47,17 @@ impl Side {
 /// sides waiting (a split connection's writer, and its reader writing pongs) the other's
 /// would be lost. Readiness wakes both; a side that writes the other's bytes (every write
 /// moves all queued bytes, in order) wakes it too, as its wait may be over.
+///
+/// `waiting` mirrors which slots hold a waker (bit `1 << side`), so that a write with no
+/// other side waiting (the common case) does not take the lock to find that out. It is set
+/// with the slot, under the lock, and cleared with it; `register` and `wake_side` both run
+/// under the connection's lock (or its `&mut`), so `wake_side` sees every registration made
+/// before it. A transport's wake-up, from anywhere, only ever clears: a bit still set for
+/// a slot it emptied costs one needless lock.
 #[derive(Debug, Default)]
 struct WriteWakers {
     slots: Mutex<[Option<Waker>; 2]>,
+    waiting: AtomicU8,
 }
 
 impl WriteWakers {
@@ -62,10 +71,20 @@ impl WriteWakers {
         if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
             *slot = Some(waker.clone());
         }
+        self.waiting.fetch_or(1 << side as u8, Ordering::Relaxed);
     }
 
+    #[inline]
     fn wake_side(&self, side: Side) {
-        let waker = self.slots()[side as usize].take();
+        let bit = 1 << side as u8;
+        if self.waiting.load(Ordering::Relaxed) & bit == 0 {
+            return;
+        }
+        let waker = {
+            let mut slots = self.slots();
+            self.waiting.fetch_and(!bit, Ordering::Relaxed);
+            slots[side as usize].take()
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -80,6 +99,7 @@ impl Wake for WriteWakers {
     fn wake_by_ref(self: &Arc<Self>) {
         let [a, b] = {
             let mut slots = self.slots();
+            self.waiting.store(0, Ordering::Relaxed);
             [slots[0].take(), slots[1].take()]
         };
         for waker in [a, b].into_iter().flatten() {
@@ -111,12 +131,37 @@ fn poll_write_step<S: Unpin, T>(
 #[derive(Debug)]
 pub(crate) struct Inbox {
     assembler: MessageAssembler,
+    /// The assembler holds part of a message.
+    joining: bool,
     /// The rest of a data chunk longer than `buffer_size`, cut on the next `recv_chunk`.
     pending: Option<DataChunk>,
     buffer_size: usize,
 }
 
 impl Inbox {
+    /// Takes a data chunk into the message being joined; the message it completes, if any.
+    /// A whole message in one chunk (the common case) skips the assembler: what it would
+    /// return, without its bookkeeping.
+    fn join(&mut self, chunk: DataChunk) -> Option<Message> {
+        if !self.joining && chunk.ends_message() {
+            return Some(Message {
+                opcode: chunk.message_opcode.unwrap_or(chunk.opcode),
+                payload: chunk.data,
+            });
+        }
+        let message = self.assembler.push(&chunk);
+        if chunk.opcode.is_data() {
+            self.joining = message.is_none();
+        }
+        message
+    }
+
+    /// Forgets a partial message.
+    fn reset(&mut self) {
+        self.assembler.reset();
+        self.joining = false;
+    }
+
     /// The next piece of the pending chunk, at most `buffer_size` bytes (cut without a copy);
     /// control frames stay whole, as the ESP client delivers them.
     fn next_piece(&mut self) -> Option<DataChunk> {
@@ -157,11 +202,11 @@ impl Intake for Messages {
     fn ready(inbox: &mut Inbox) -> Option<Message> {
         // The rest of a chunk `recv_chunk` started joins the message.
         let rest = inbox.pending.take()?;
-        inbox.assembler.push(&rest)
+        inbox.join(rest)
     }
 
     fn take(inbox: &mut Inbox, chunk: DataChunk) -> Option<Message> {
-        inbox.assembler.push(&chunk)
+        inbox.join(chunk)
     }
 }
 
@@ -190,7 +235,7 @@ impl Intake for Discard {
 
     fn ready(inbox: &mut Inbox) -> Option<()> {
         inbox.pending = None;
-        inbox.assembler.reset();
+        inbox.reset();
         None
     }
 
@@ -283,6 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             reader: Reader::new(),
             inbox: Inbox {
                 assembler: MessageAssembler::new(),
+                joining: false,
                 pending: None,
                 buffer_size: config.buffer_size.max(1),
             },
@@ -312,6 +358,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     /// if the connection failed, then `None` for good. Keeps output moving, answers pings,
     /// runs the keepalive and close timers, completes the closing handshake and lingers.
     pub(crate) fn poll_recv<I: Intake>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<I::Item, ClientError>>> {
+        // The clock, read when first needed and again after each read and each timer that
+        // fired: nothing else here waits, so it stays current enough for the timers.
+        let mut clock = None;
         loop {
             if let Some(item) = self.take_ready::<I>() {
                 return Poll::Ready(Some(Ok(item)));
@@ -323,7 +372,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             // transport that takes nothing now does not stop reading (a peer that stops
             // reading until its echoes are read must not deadlock us); a failed write fails
             // the connection, which the state below reports.
-            let _ = self.poll_write_all(cx, Side::Recv);
+            if self.write_pending() {
+                let _ = self.poll_write_all(cx, Side::Recv);
+            }
             match self.connection.state() {
                 ConnectionState::Closed => {
                     ready!(self.poll_linger(cx));
@@ -342,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
                 }
                 ConnectionState::Open | ConnectionState::CloseSent => {}
             }
-            let now = Instant::now();
+            let now = *clock.get_or_insert_with(Instant::now);
             if self.decodable {
                 // One message (or control frame) at a time: the caller's reply to it goes
                 // out before anything later is decoded.
@@ -357,11 +408,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             let read = pin!(self.reader.read(&mut self.io, &mut self.connection)).poll(cx);
             match read {
                 Poll::Ready(Ok(0)) => self.transport_lost(ClientError::ConnectionClosed),
-                Poll::Ready(Ok(_)) => self.decodable = true,
+                Poll::Ready(Ok(_)) => {
+                    // Time may have passed in the read (a call can read on and on).
+                    self.decodable = true;
+                    clock = None;
+                }
                 Poll::Ready(Err(e)) => self.transport_lost(ClientError::io("reading", e)),
                 Poll::Pending => {
                     if let Some(at) = deadline {
                         if self.poll_deadline(cx, at).is_ready() {
+                            clock = Some(Instant::now().max(at));
                             continue;
                         }
                     }
@@ -460,6 +516,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
         }
     }
 
+    /// Something is left to write or flush: `poll_write_all` has work.
+    fn write_pending(&self) -> bool {
+        !self.out.is_empty() || self.needs_flush || self.connection.wants_transmit()
+    }
+
     /// Bytes queued and not yet written.
     fn unwritten(&self) -> usize {
         self.out.len() + self.connection.transmit_len()
@@ -535,7 +596,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             return Poll::Ready(Err(ClientError::NotConnected));
         }
         loop {
-            if self.out.len() < self.limits.max_write_buffer {
+            if self.out.len() < self.limits.max_write_buffer && self.connection.wants_transmit() {
                 self.connection.transmit_into(&mut self.out);
             }
             if self.out.is_empty() {
@@ -553,7 +614,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(self.write_failed(std::io::ErrorKind::WriteZero.into()))),
                 Poll::Ready(Ok(n)) => {
-                    self.out.advance(n);
+                    if n == self.out.len() {
+                        // All written: the buffer is reused from its start, without the
+                        // reclaim a fully advanced one needs before its next frame.
+                        self.out.clear();
+                    } else {
+                        self.out.advance(n);
+                    }
                     self.needs_flush = true;
                     self.write_wakers.wake_side(side.other());
                 }
