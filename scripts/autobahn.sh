@@ -47,16 +47,9 @@ budget="${AUTOBAHN_TIMEOUT:-1200}"
 reports="${AUTOBAHN_REPORTS:-autobahn-reports}"
 outdir="$reports/clients"
 
-if [[ -z "${WSAT_PYTHON:-}" ]]; then
-    scripts/venv.sh
-    WSAT_PYTHON="$root/.venv/bin/python"
-fi
-py="$WSAT_PYTHON"
-kosoku="$(dirname "$py")/kosoku"
-if [[ ! -x "$kosoku" ]]; then
-    echo "autobahn: $kosoku not found; run scripts/test.sh (or scripts/venv.sh) to create the venv" >&2
-    exit 1
-fi
+who=autobahn
+# shellcheck source=scripts/kosoku_env.sh
+source "$root/scripts/kosoku_env.sh"
 
 # The testee. Build the Rust one first so compile time does not count against the budget.
 if [[ -n "${AUTOBAHN_TESTEE:-}" ]]; then

@@ -38,16 +38,9 @@ outdir="$reports/servers"
 read -r -a server_args <<<"${AUTOBAHN_SERVER_ARGS:-}"
 testee="wsat echo-server${server_args[*]:+ ${server_args[*]}}"
 
-if [[ -z "${WSAT_PYTHON:-}" ]]; then
-    scripts/venv.sh
-    WSAT_PYTHON="$root/.venv/bin/python"
-fi
-py="$WSAT_PYTHON"
-kosoku="$(dirname "$py")/kosoku"
-if [[ ! -x "$kosoku" ]]; then
-    echo "autobahn-server: $kosoku not found; run scripts/test.sh (or scripts/venv.sh) to create the venv" >&2
-    exit 1
-fi
+who=autobahn-server
+# shellcheck source=scripts/kosoku_env.sh
+source "$root/scripts/kosoku_env.sh"
 
 # The testee, built before the clock starts.
 if [[ -n "${AUTOBAHN_WSAT:-}" ]]; then
